@@ -1,0 +1,62 @@
+"""Saving pruned models in the project's format (DESIGN.md): safetensors, config,
+tokenizer, recipe.json, and the modeling files for trust_remote_code. Uniform
+widths without compensation biases are saved as the stock architecture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from torch import nn
+
+from .families import family_of, is_uniform, layer_shapes
+from .output_dir import atomic_dir
+from .pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM, configuration_gprune, modeling_gprune
+
+RECIPE_FILE = "recipe.json"
+
+
+def as_stock_if_possible(model: nn.Module) -> nn.Module:
+    """The same model as its family's stock class when every layer has the same sizes."""
+    config = model.config
+    if not isinstance(config, GPruneLlamaConfig):
+        return model
+    if config.o_proj_bias or config.down_proj_bias or not is_uniform(layer_shapes(config)):
+        return model
+    from .families import stock_config
+    stock_cfg = stock_config(config)
+    stock = family_of(config).causal_lm(stock_cfg).to(model.dtype)
+    stock.load_state_dict(model.state_dict())
+    stock.generation_config = model.generation_config
+    return stock.eval()
+
+
+def _attach_remote_code(directory: Path) -> None:
+    """Copy the modeling files in and point config.json's auto_map at them."""
+    for module in (configuration_gprune, modeling_gprune):
+        shutil.copy(module.__file__, directory / Path(module.__file__).name)
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {
+        "AutoConfig": f"configuration_gprune.{GPruneLlamaConfig.__name__}",
+        "AutoModelForCausalLM": f"modeling_gprune.{GPruneLlamaForCausalLM.__name__}",
+    }
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def save_pruned(model: nn.Module, tokenizer, out: str | Path, recipe: dict | None = None,
+                overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
+    """Write `model` (+ tokenizer, recipe, extra text files) to `out` atomically."""
+    model = as_stock_if_possible(model)
+    with atomic_dir(out, overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if isinstance(model.config, GPruneLlamaConfig):
+            _attach_remote_code(tmp)
+        if recipe is not None:
+            (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text)
+    return Path(out)

