@@ -14,8 +14,27 @@ SPARSITY_HELP = ("Share of prunable parameters to remove, in [0, 1). Prunable me
                  "norms and the output layer are kept.")
 
 
+# Commands that live in the other packages, imported only when used (the CLI composes the pipeline).
+PIPELINE_COMMANDS = {"export": "exporters.cli", "verify": "runtime_checks.cli"}
+
+
 class _Cli(click.Group):
-    """Turns GPruneError into a one-line `Error: ...` and exit status 1."""
+    """Adds the pipeline commands lazily; turns GPruneError into a one-line `Error: ...` and exit status 1."""
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *(n for n in PIPELINE_COMMANDS if self._pipeline(n))})
+
+    def get_command(self, ctx, name):
+        return super().get_command(ctx, name) or self._pipeline(name)
+
+    @staticmethod
+    def _pipeline(name):
+        import importlib
+
+        try:
+            return getattr(importlib.import_module(PIPELINE_COMMANDS[name]), name)
+        except (KeyError, ModuleNotFoundError):
+            return None
 
     def invoke(self, ctx):
         try:

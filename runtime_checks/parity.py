@@ -1,0 +1,59 @@
+"""Parity between two runtimes on the same tokens: do they predict the same next
+tokens with the same distributions?"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class Parity:
+    tokens: int
+    top1_agreement: float  # share of positions where both argmaxes agree
+    kl_mean: float  # mean KL(reference || candidate) of next-token distributions, nats
+    kl_max: float
+    max_abs_logit_diff: float
+    mean_abs_logit_diff: float
+    ppl_reference: float
+    ppl_candidate: float
+
+    @property
+    def ppl_ratio(self) -> float:
+        return self.ppl_candidate / self.ppl_reference
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ppl_ratio": self.ppl_ratio}
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def _perplexity(logp: np.ndarray, ids: list[int]) -> float:
+    targets = np.asarray(ids[1:])
+    return float(np.exp(-logp[np.arange(len(targets)), targets].mean()))
+
+
+def compare_logits(reference: np.ndarray, candidate: np.ndarray, ids: list[int]) -> Parity:
+    """Both arrays [len(ids), vocab] from `Backend.logits(ids)`; vocabularies are cut to the shorter."""
+    vocab = min(reference.shape[-1], candidate.shape[-1])
+    ref, cand = reference[:, :vocab], candidate[:, :vocab]
+    lp_ref, lp_cand = _log_softmax(ref), _log_softmax(cand)
+    kl = (np.exp(lp_ref) * (lp_ref - lp_cand)).sum(-1)
+    diff = np.abs(ref.astype(np.float64) - cand)
+    return Parity(
+        tokens=len(ids),
+        top1_agreement=float((ref.argmax(-1) == cand.argmax(-1)).mean()),
+        kl_mean=float(kl.mean()), kl_max=float(kl.max()),
+        max_abs_logit_diff=float(diff.max()), mean_abs_logit_diff=float(diff.mean()),
+        ppl_reference=_perplexity(lp_ref[:-1], ids), ppl_candidate=_perplexity(lp_cand[:-1], ids),
+    )
+
+
+def compare(reference, candidate, ids: list[int]) -> Parity:
+    """Parity of two `Backend`s on `ids`."""
+    return compare_logits(reference.logits(ids), candidate.logits(ids), ids)
