@@ -118,5 +118,6 @@ def stock_config(config: GPruneLlamaConfig) -> PretrainedConfig:
              head_dim=shape.head_dim)
     config_class = family.causal_lm.config_class
     out = config_class(**{k: v for k, v in d.items() if k in config_class.__dataclass_fields__})
+    out.head_dim = shape.head_dim  # not a declared field of every family's config, but read by all of them
     out.architectures = [family.causal_lm.__name__]
     return out

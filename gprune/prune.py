@@ -13,7 +13,7 @@ from . import __version__
 from .budget import check_sparsity, prunable_params
 from .checkpoint import save_pruned
 from .families import layer_shapes
-from .loading import load_model
+from .loading import load_config, load_model
 from .methods import get_method
 from .output_dir import check_writable
 from .recipe import PruneRecipe
@@ -44,9 +44,9 @@ def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False) -> Prun
     check_sparsity(recipe.sparsity)
     plan_fn = get_method(recipe.method)
     check_writable(out, overwrite)  # fail before the slow part
+    check_alignment(layer_shapes(load_config(recipe.model, recipe.trust_remote_code)), recipe.align)
     started = time.perf_counter()
     model, tokenizer = load_model(recipe.model, trust_remote_code=recipe.trust_remote_code)
-    check_alignment(layer_shapes(model.config), recipe.align)
     model.to(pick_device(recipe.device))
     plan = plan_fn(model, tokenizer, recipe)
     pruned = resize(model.cpu(), plan.keep)
