@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from transformers import LlamaForCausalLM, MistralForCausalLM, PretrainedConfig, Qwen2ForCausalLM
 
@@ -43,6 +44,16 @@ class Family:
     def ffn(self, layer: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
         m = layer.mlp
         return m.gate_proj, m.up_proj, m.down_proj
+
+    # Head layout: KV group g is KV head g and query heads g*r .. g*r+r-1 (transformers' repeat_kv).
+    def query_rows(self, shape: LayerShape, groups: torch.Tensor) -> torch.Tensor:
+        """Rows of q_proj (= columns of o_proj) owned by the given KV groups."""
+        heads = (groups[:, None] * shape.q_per_kv + torch.arange(shape.q_per_kv)).flatten()
+        return (heads[:, None] * shape.head_dim + torch.arange(shape.head_dim)).flatten()
+
+    def kv_rows(self, shape: LayerShape, groups: torch.Tensor) -> torch.Tensor:
+        """Rows of k_proj and v_proj owned by the given KV groups."""
+        return (groups[:, None] * shape.head_dim + torch.arange(shape.head_dim)).flatten()
 
 
 FAMILIES = {

@@ -49,18 +49,11 @@ def _cols(w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return w.index_select(1, idx).contiguous()
 
 
-def _head_rows(shape: LayerShape, groups: torch.Tensor, q: bool) -> torch.Tensor:
-    """Row indices of q_proj (q=True) or k/v_proj belonging to the kept KV groups."""
-    heads_per_group = shape.q_per_kv if q else 1
-    heads = (groups[:, None] * heads_per_group + torch.arange(heads_per_group)).flatten()
-    return (heads[:, None] * shape.head_dim + torch.arange(shape.head_dim)).flatten()
-
-
 def _sliced_layer_state(family, layer: nn.Module, shape: LayerShape, keep: LayerKeep) -> dict[str, torch.Tensor]:
     q, k, v, o = family.attention(layer)
     gate, up, down = family.ffn(layer)
     groups, neurons = keep.kv_groups.sort().values, keep.ffn.sort().values
-    q_rows, kv_rows = _head_rows(shape, groups, q=True), _head_rows(shape, groups, q=False)
+    q_rows, kv_rows = family.query_rows(shape, groups), family.kv_rows(shape, groups)
     out = {
         "self_attn.q_proj.weight": _rows(q.weight, q_rows),
         "self_attn.k_proj.weight": _rows(k.weight, kv_rows),
