@@ -1,0 +1,55 @@
+"""Device target profiles: what a target runs (artifact formats and quant types),
+the width alignment its kernels want, the threads and context it has, and the
+budgets a build must meet. One JSON file per target in this folder; a path to
+any JSON file of the same shape works too."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import GPruneError
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class TargetProfile:
+    name: str
+    description: str
+    artifacts: list[str]  # "FORMAT:DTYPE", e.g. "gguf:q4_k_m", "onnx:int4"
+    align: int  # FFN width multiple: 256 for llama.cpp k-quants, 32 for q8_0/q4_0 and ONNX blocks
+    threads: int
+    context_length: int
+    sparsity: float  # default pruning strength for this target
+    gate: dict = field(default_factory=dict)  # runtime_checks gate thresholds (memory/latency/accuracy budgets)
+
+    @property
+    def formats(self) -> list[tuple[str, str]]:
+        return [tuple(a.split(":", 1)) for a in self.artifacts]
+
+
+def target_names() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.json"))
+
+
+def load_target(name_or_path: str) -> TargetProfile:
+    path = Path(name_or_path)
+    if not path.suffix == ".json":
+        path = HERE / f"{name_or_path}.json"
+        if not path.exists():
+            raise GPruneError(f"unknown target {name_or_path!r}; built-in targets: {', '.join(target_names())}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise GPruneError(f"{path}: cannot read target profile ({e})") from None
+    known = {f.name for f in dataclasses.fields(TargetProfile)}
+    if set(data) - known or known - set(data) - {"gate"}:
+        raise GPruneError(f"{path}: target profile keys must be {', '.join(sorted(known))}")
+    profile = TargetProfile(**data)
+    for artifact in profile.artifacts:
+        if ":" not in artifact:
+            raise GPruneError(f"{path}: artifact {artifact!r} is not FORMAT:DTYPE")
+    return profile
