@@ -1,0 +1,93 @@
+"""The CI gate: thresholds from a small JSON/YAML file, checked against a report.
+
+    max_accuracy_drop: 0.02      # mean over tasks of (baseline - candidate) primary accuracy, 0..1
+    max_perplexity_ratio: 1.5    # worst distribution's candidate / baseline perplexity
+    min_decode_speedup: 1.1      # median over pairs of candidate / baseline decode tok/s
+    max_peak_memory_mb: 400      # the candidate's peak RSS in a fresh process
+    min_top1_agreement: 0.9      # next-token argmax agreement with the baseline on the fixed text
+
+Every key is optional; an unknown key is an error (a typo must not pass the gate).
+A threshold whose figure was not measured (e.g. speed skipped) fails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gprune.errors import GPruneError
+
+
+def _mean_accuracy_drop(c: dict, run: dict):
+    delta = c["mean_accuracy"]["delta"]
+    return None if delta is None else -delta
+
+
+def _decode_speedup(c: dict, run: dict):
+    return c["speed_ratio"]["decode_tok_s"] if c["speed_ratio"] else None
+
+
+def _peak_memory(c: dict, run: dict):
+    return run["memory"]["peak_rss_mb"] if run.get("memory") else None
+
+
+def _top1(c: dict, run: dict):
+    return run["parity"]["top1_agreement"] if run.get("parity") else None
+
+
+# key -> (figure from (comparison, candidate run), passes(figure, threshold), wording)
+CHECKS = {
+    "max_accuracy_drop": (_mean_accuracy_drop, lambda v, t: v <= t, "mean accuracy drop"),
+    "max_perplexity_ratio": (lambda c, run: c["max_perplexity_ratio"], lambda v, t: v <= t,
+                             "worst perplexity ratio"),
+    "min_decode_speedup": (_decode_speedup, lambda v, t: v >= t, "decode speedup"),
+    "max_peak_memory_mb": (_peak_memory, lambda v, t: v <= t, "peak memory (MB)"),
+    "min_top1_agreement": (_top1, lambda v, t: v >= t, "top-1 agreement"),
+}
+THRESHOLD_KEYS = tuple(CHECKS)
+
+
+@dataclass
+class Failure:
+    key: str
+    backend: str
+    figure: float | None  # None: not measured
+    threshold: float
+
+    def __str__(self) -> str:
+        wording = CHECKS[self.key][2]
+        got = "not measured" if self.figure is None else f"{self.figure:.4g}"
+        return f"{self.key} [{self.backend}]: {wording} {got}, threshold {self.threshold:g}"
+
+
+def load_thresholds(path) -> dict:
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON: one parser for both
+    except OSError as e:
+        raise GPruneError(f"cannot read gate file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise GPruneError(f"{path}: not valid JSON/YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise GPruneError(f"{path}: expected a mapping of thresholds, e.g. max_perplexity_ratio: 1.5")
+    unknown = sorted(set(data) - set(CHECKS))
+    if unknown:
+        raise GPruneError(f"{path}: unknown threshold key(s) {', '.join(map(str, unknown))}; "
+                          f"known: {', '.join(THRESHOLD_KEYS)}")
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise GPruneError(f"{path}: {key} must be a number, got {value!r}")
+    return {k: float(v) for k, v in data.items()}
+
+
+def evaluate(report: dict, thresholds: dict) -> list[Failure]:
+    """Failed thresholds over every candidate backend in the report (empty: the gate passes)."""
+    failures = []
+    for run in report["candidates"]:
+        for key, threshold in thresholds.items():
+            figure_of, passes, _ = CHECKS[key]
+            figure = figure_of(run["comparison"], run)
+            if figure is None or not passes(figure, threshold):
+                failures.append(Failure(key, run["backend"], figure, threshold))
+    return failures

@@ -1,0 +1,25 @@
+"""Peak resident memory of a fresh process that loads and runs a model: the
+figure a device's memory budget is checked against. Never system-wide memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from gprune.errors import GPruneError
+
+
+def peak_rss(artifact, backend: str, threads: int | None = None, prompt_tokens: int = 64,
+             new_tokens: int = 16) -> dict:
+    """{"peak_rss_mb": ..., "before_load_mb": ...} from runtime_checks.memory_probe in a subprocess."""
+    cmd = [sys.executable, "-m", "runtime_checks.memory_probe", str(artifact), "--backend", backend,
+           "--prompt-tokens", str(prompt_tokens), "--new-tokens", str(new_tokens)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GPruneError(f"memory probe failed for {artifact} on {backend}: {last}")
+    return json.loads(lines[-1])
