@@ -46,8 +46,8 @@ def _attach_remote_code(directory: Path) -> None:
 
 
 def save_pruned(model: nn.Module, tokenizer, out: str | Path, recipe: dict | None = None,
-                overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
-    """Write `model` (+ tokenizer, recipe, extra text files) to `out` atomically."""
+                overwrite: bool = False, extra_files: dict[str, str | bytes] | None = None) -> Path:
+    """Write `model` (+ tokenizer, recipe, extra text or binary files) to `out` atomically."""
     model = as_stock_if_possible(model)
     with atomic_dir(out, overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -56,7 +56,10 @@ def save_pruned(model: nn.Module, tokenizer, out: str | Path, recipe: dict | Non
             _attach_remote_code(tmp)
         if recipe is not None:
             (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
-        for name, text in (extra_files or {}).items():
+        for name, content in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_text(text)
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                (tmp / name).write_text(content)
     return Path(out)

@@ -64,32 +64,112 @@ def info(model, as_json):
     click.echo(json.dumps(described.to_dict(), indent=2) if as_json else format_info(described))
 
 
+def _parse_options(pairs) -> dict:
+    """KEY=VALUE pairs; values parsed as JSON when they can be (numbers, true/false), else strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise GPruneError(f"--option needs KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 @cli.command()
 @click.option("--model", "-m", default=None, help="Model to prune [default: smollm2-135m].")
-@click.option("--method", default="magnitude", show_default=True,
-              help="Unit scoring and allocation method.")
+@click.option("--method", default="gprune", show_default=True,
+              type=click.Choice(["gprune", "flap", "wanda-sp", "magnitude", "random"]),
+              help="gprune: generalization-aware (multi-distribution calibration, measured-cost allocation); "
+                   "flap, wanda-sp, magnitude, random: baselines.")
+@click.option("--metric", default="flap", show_default=True, type=click.Choice(["wanda-sp", "flap"]),
+              help="GPrune's base importance metric.")
 @click.option("--sparsity", "-s", type=float, required=True, help=SPARSITY_HELP)
 @click.option("--align", type=int, default=32, show_default=True,
               help="Round every FFN width to a multiple of this (32 for q8_0/q4_0, 256 for k-quants).")
+@click.option("--calib", default="wiki,news,code", show_default=True,
+              help="Calibration text sources, comma-separated: wiki, news, science, code, dialogue, boolq, "
+                   "hf:DATASET[/CONFIG][:SPLIT][@COLUMN], or .txt/.jsonl files.")
+@click.option("--n-samples", type=int, default=32, show_default=True, help="Calibration windows per source.")
+@click.option("--seq-len", type=int, default=256, show_default=True, help="Tokens per calibration window.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
+@click.option("--bias-compensation/--no-bias-compensation", default=None,
+              help="FLAP bias compensation [default: on for gprune and flap, off otherwise].")
+@click.option("--no-sensitivity", is_flag=True, help="Ablation: ignore distribution sensitivity.")
+@click.option("--modules", "n_modules", type=int, default=None, help="Modules per layer (1 = no modules) [4].")
+@click.option("--no-reliability", is_flag=True, help="Ablation: no switch to magnitude for unreliable modules.")
+@click.option("--no-outlier-protection", is_flag=True, help="Ablation: massive-activation neurons may be pruned.")
+@click.option("--no-measured-allocation", is_flag=True,
+              help="Ablation: allocate by robust standardized scores instead of measured cost.")
+@click.option("--pooled", is_flag=True, help="Ablation: treat the calibration sources as one distribution.")
+@click.option("--lam", type=float, default=None, help="Weight of the worst dataset in GPrune's cost [1.0].")
+@click.option("--option", "extra", multiple=True, help="Method option KEY=VALUE (repeatable).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with MODEL to run.")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory for the pruned checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def prune(model, method, sparsity, align, seed, device, trust_remote_code, out, overwrite):
+def prune(model, method, metric, sparsity, align, calib, n_samples, seq_len, seed, device, bias_compensation,
+          no_sensitivity, n_modules, no_reliability, no_outlier_protection, no_measured_allocation, pooled, lam,
+          extra, trust_remote_code, out, overwrite):
     """Prune a model structurally and save the physically smaller checkpoint.
 
     The output directory holds model.safetensors, config.json, the tokenizer,
-    recipe.json (everything needed to repeat the run) and prune_summary.json."""
+    recipe.json (everything needed to repeat the run), prune_summary.json
+    (with the method's diagnostics) and prune_plot.png."""
+    from .calibration import parse_sources
     from .loading import DEFAULT_MODEL
     from .prune import prune as run_prune
     from .recipe import PruneRecipe
 
+    options = _parse_options(extra)
+    switches = {"sensitivity": not no_sensitivity or None, "reliability": not no_reliability or None,
+                "outliers": not no_outlier_protection or None, "measured": not no_measured_allocation or None,
+                "per_dataset": not pooled or None}
+    options.update({k: False for k, v in switches.items() if v is None})
+    for key, value in (("modules", n_modules), ("lam", lam), ("bias_comp", bias_compensation)):
+        if value is not None:
+            options[key] = value
     recipe = PruneRecipe(model=model or DEFAULT_MODEL, method=method, sparsity=sparsity, align=align, seed=seed,
-                         device=device, trust_remote_code=trust_remote_code)
+                         device=device, trust_remote_code=trust_remote_code, calib=list(parse_sources(calib)),
+                         n_samples=n_samples, seq_len=seq_len, metric=metric, options=options)
     result = run_prune(recipe, out, overwrite)
     click.echo(f"pruned {result.prunable_before:,} -> {result.prunable_after:,} prunable parameters "
                f"(sparsity {result.sparsity:.3f}); saved to {result.out}")
+
+
+@cli.command()
+@click.option("--target", "-t", required=True,
+              help="Device target: a built-in profile (browser, laptop-cpu, phone, raspberry-pi) or a profile .json.")
+@click.option("--model", "-m", default=None, help="Model to build for the target [default: smollm2-135m].")
+@click.option("--method", default="gprune", show_default=True, help="Pruning method.")
+@click.option("--sparsity", "-s", type=float, default=None, help=SPARSITY_HELP + " [default: the target's]")
+@click.option("--limit", type=int, default=100, show_default=True, help="Questions per zero-shot task in verification.")
+@click.option("--pairs", type=int, default=7, show_default=True, help="Alternating pruned/dense speed pairs.")
+@click.option("--out", "-o", required=True, type=click.Path(), help="Output directory.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def build(target, model, method, sparsity, limit, pairs, out, overwrite):
+    """Prune, export and verify for one device target, and gate on its budgets.
+
+    OUT gets pruned/ (the checkpoint), artifacts/ (one per format the target
+    runs), dense-artifacts/ (the dense model in the same formats, the baseline),
+    reports/ (report.md/.html/.json per artifact) and build.json. Exits with
+    status 3 when a pruned artifact misses one of the target's budgets."""
+    from .build import BuildConfig, build as run_build
+    from .loading import DEFAULT_MODEL
+
+    config = BuildConfig(target=target, model=model or DEFAULT_MODEL, method=method, sparsity=sparsity, limit=limit,
+                         pairs=pairs)
+    result = run_build(config, out, overwrite)
+    for artifact in result.summary["artifacts"]:
+        gate = artifact["gate"]
+        state = "passed" if gate["passed"] else "FAILED: " + "; ".join(gate["failures"])
+        click.echo(f"{artifact['artifact']}: {artifact['size_bytes'] / 2**20:.1f} MiB "
+                   f"(dense {artifact['dense_size_bytes'] / 2**20:.1f} MiB), gate {state}")
+    click.echo(f"build written to {result.out}")
+    if not result.passed:
+        raise SystemExit(3)
 
 
 def main():

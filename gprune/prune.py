@@ -12,6 +12,7 @@ import torch
 from . import __version__
 from .budget import check_sparsity, prunable_params
 from .checkpoint import save_pruned
+from .diagnostics import PLOT_FILE, render_plot
 from .families import layer_shapes
 from .loading import load_config, load_model
 from .methods import get_method
@@ -47,9 +48,8 @@ def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False) -> Prun
     check_alignment(layer_shapes(load_config(recipe.model, recipe.trust_remote_code)), recipe.align)
     started = time.perf_counter()
     model, tokenizer = load_model(recipe.model, trust_remote_code=recipe.trust_remote_code)
-    model.to(pick_device(recipe.device))
     plan = plan_fn(model, tokenizer, recipe)
-    pruned = resize(model.cpu(), plan.keep)
+    pruned = resize(model, plan.keep)  # methods move one layer at a time to recipe.device
     before, after = prunable_params(model.config), prunable_params(pruned.config)
     summary = {
         "prunable_params_before": before,
@@ -62,5 +62,5 @@ def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False) -> Prun
     }
     recipe_json = {**recipe.to_dict(), "gprune_edge_version": __version__}
     save_pruned(pruned, tokenizer, out, recipe_json, overwrite,
-                extra_files={SUMMARY_FILE: json.dumps(summary, indent=2) + "\n"})
+                extra_files={SUMMARY_FILE: json.dumps(summary, indent=2) + "\n", PLOT_FILE: render_plot(summary)})
     return PruneResult(Path(out), before, after)

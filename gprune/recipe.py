@@ -14,12 +14,17 @@ from .errors import GPruneError
 @dataclass
 class PruneRecipe:
     model: str = "smollm2-135m"  # built-in name, HF directory, .gguf file or hub id
-    method: str = "magnitude"
+    method: str = "gprune"
     sparsity: float = 0.3  # share of prunable (decoder attention + FFN) parameters removed
     align: int = 32  # FFN widths are rounded to a multiple of this
     seed: int = 0
     device: str = "auto"  # "auto" takes CUDA when present
     trust_remote_code: bool = False
+    # calibration (methods that read activations: wanda-sp, flap, gprune)
+    calib: list = field(default_factory=lambda: ["wiki", "news", "code"])  # text sources, see gprune.textdata
+    n_samples: int = 32  # windows per source
+    seq_len: int = 256  # tokens per window
+    metric: str = "flap"  # gprune's base metric: wanda-sp or flap
     options: dict = field(default_factory=dict)  # method-specific settings
 
     def to_dict(self) -> dict:

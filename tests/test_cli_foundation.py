@@ -47,7 +47,8 @@ def test_help_explains_sparsity():
 
 
 def test_prune_tiny_model_and_info(tmp_path, tiny_dir):
-    result = run("prune", "--model", tiny_dir, "--sparsity", 0.25, "--align", 16, "--out", tmp_path / "out")
+    result = run("prune", "--model", tiny_dir, "--method", "magnitude", "--sparsity", 0.25, "--align", 16,
+                 "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "prune_summary.json").read_text())
     assert abs(summary["sparsity_achieved"] - 0.25) < 0.06
@@ -117,7 +118,8 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_dir):
     result = run("prune", "--model", tiny_dir, "--sparsity", 0.3, "--out", tmp_path / "out")
     assert_one_line_error(result, "already exists", "--overwrite")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
-    result = run("prune", "--model", tiny_dir, "--sparsity", 0.3, "--out", tmp_path / "out", "--overwrite")
+    result = run("prune", "--model", tiny_dir, "--method", "magnitude", "--sparsity", 0.3, "--out", tmp_path / "out",
+                 "--overwrite")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / "model.safetensors").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]

@@ -18,7 +18,11 @@ class PrunePlan:
 
 # name -> module holding its `plan` function, imported on use
 METHODS = {
+    "gprune": "gprune.methods.gprune",
+    "flap": "gprune.methods.flap",
+    "wanda-sp": "gprune.methods.wanda_sp",
     "magnitude": "gprune.methods.magnitude",
+    "random": "gprune.methods.random",
 }
 
 

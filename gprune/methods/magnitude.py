@@ -1,12 +1,13 @@
 """Magnitude: the activation-free baseline. A unit's score is the L2 norm of all
 the weights it owns. FFN neurons compete across layers (so widths differ per
-layer); KV groups are removed in the same number from every layer."""
+layer; options.allocation="uniform" gives every layer the same share instead); KV groups are
+removed in the same number from every layer."""
 
 from __future__ import annotations
 
 import torch
 
-from ..allocation import global_ffn_counts, keep_top
+from ..allocation import global_ffn_counts, keep_top, uniform_counts
 from ..families import family_of, layer_shapes
 from . import PrunePlan
 
@@ -26,10 +27,17 @@ def kv_group_norms(family, layer, shape) -> torch.Tensor:
 
 
 def plan(model, tokenizer, recipe) -> PrunePlan:
+    from .common import check_budget
+
+    check_budget(model, recipe)
     family, shapes = family_of(model.config), layer_shapes(model.config)
     layers = family.decoder_layers(model)
     ffn_scores = [neuron_norms(family, layer) for layer in layers]
     kv_scores = [kv_group_norms(family, layer, s) for layer, s in zip(layers, shapes)]
-    counts = global_ffn_counts(ffn_scores, shapes, model.config.hidden_size, family.qkv_bias, recipe.sparsity,
-                               recipe.align)
+    hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
+    # options.allocation: "global" (FFN neurons compete across layers by norm) or "uniform" per layer
+    if recipe.options.get("allocation", "global") == "uniform":
+        counts = uniform_counts(shapes, hidden, qkv_bias, recipe.sparsity, recipe.align)
+    else:
+        counts = global_ffn_counts(ffn_scores, shapes, hidden, qkv_bias, recipe.sparsity, recipe.align)
     return PrunePlan(keep_top(ffn_scores, kv_scores, counts))

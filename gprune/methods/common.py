@@ -1,0 +1,64 @@
+"""Plumbing shared by the calibrated methods: calibration from the recipe,
+keep-sets from per-layer counts, FLAP bias compensation, diagnostics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..allocation import check_reachable, top_k
+from ..calibration import CalibConfig, Calibration, calibrate, parse_sources
+from ..families import family_of, layer_shapes
+from ..metrics import compensation_bias, removed_of
+from ..stats import merge_all
+from ..surgery import LayerKeep
+
+
+def check_budget(model, recipe) -> None:
+    family = family_of(model.config)
+    check_reachable(layer_shapes(model.config), model.config.hidden_size, family.qkv_bias, recipe.sparsity,
+                    recipe.align)
+
+
+def calibration(model, tokenizer, recipe) -> Calibration:
+    cfg = CalibConfig(sources=parse_sources(recipe.calib), n_samples=recipe.n_samples, seq_len=recipe.seq_len,
+                      seed=recipe.seed)
+    from ..prune import pick_device
+
+    cache = recipe.options.get("calib_cache")
+    return calibrate(model, tokenizer, cfg, Path(cache) if cache else None, pick_device(recipe.device))
+
+
+def pooled(calib: Calibration, i: int):
+    """Layer i's statistics over all datasets together (down_proj inputs, o_proj inputs)."""
+    row = calib.layers[i]
+    return merge_all([c.down for c in row]), merge_all([c.o for c in row])
+
+
+def keep_sets(model, ffn_keep: list[torch.Tensor], kv_keep: list[torch.Tensor], calib: Calibration | None,
+              bias_comp: bool) -> list[LayerKeep]:
+    """LayerKeeps; with bias_comp, removed channels' mean output goes into down_proj/o_proj biases."""
+    family, shapes = family_of(model.config), layer_shapes(model.config)
+    out = []
+    for i, (layer, shape, f, g) in enumerate(zip(family.decoder_layers(model), shapes, ffn_keep, kv_keep)):
+        keep = LayerKeep(f, g)
+        if bias_comp and calib is not None:
+            down_stats, o_stats = pooled(calib, i)
+            keep.down_bias = compensation_bias(family.ffn(layer)[2].weight, down_stats.mean, removed_of(f, shape.ffn))
+            removed_groups = removed_of(g, shape.kv_heads)
+            o_removed = family.query_rows(shape, removed_groups) if len(removed_groups) else removed_groups
+            keep.o_bias = compensation_bias(family.attention(layer)[3].weight, o_stats.mean, o_removed)
+        out.append(keep)
+    return out
+
+
+def top_by_counts(ffn_scores, kv_scores, counts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    return ([top_k(s, n) for s, (n, _) in zip(ffn_scores, counts)],
+            [top_k(s, k) for s, (_, k) in zip(kv_scores, counts)])
+
+
+def layer_diagnostics(model, ffn_keep, kv_keep) -> list[dict]:
+    shapes = layer_shapes(model.config)
+    return [{"layer": i, "ffn_kept": len(f), "ffn_sparsity": round(1 - len(f) / s.ffn, 4), "kv_kept": len(g),
+             "kv_sparsity": round(1 - len(g) / s.kv_heads, 4)} for i, (s, f, g) in enumerate(zip(shapes, ffn_keep, kv_keep))]

@@ -1,0 +1,203 @@
+"""GPrune-LLM as DESIGN.md reads it. Every step can be switched off (recipe.options):
+
+  sensitivity  (true)  use the spread of a unit's rank across datasets
+  modules      (4)     behavior-consistent modules per layer's FFN (1 = one module)
+  reliability  (true)  sensitive, weakly active modules are ranked by magnitude instead
+  outliers     (true)  massive-activation neurons always kept; outlier_factor (20) sets the bar
+  measured     (true)  module sparsity from measured multi-distribution cost (false: robust
+                       standardized scores compete globally, as FLAP but median/MAD)
+  lam          (1.0)   weight of the worst dataset in the cost (0 = mean only)
+  per_dataset  (true)  false pools the calibration sets into one distribution
+  bias_comp    (true)  FLAP's bias compensation
+  chunk        (0)     FFN neurons per greedy step (0: the alignment)
+The base metric is recipe.metric (wanda-sp or flap)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..allocation import global_counts, standardize, top_k
+from ..budget import kv_group_params, layer_params, neuron_params
+from ..errors import GPruneError
+from ..families import family_of, layer_shapes
+from ..measured import Queue, Sublayer, align_sublayer, greedy
+from ..metrics import METRICS, channel_scores, ffn_magnitude, group_channels, kv_magnitude
+from ..modules import modules_of, outliers, unit_view, unreliable_modules
+from ..stats import merge_all
+from . import PrunePlan
+from .common import calibration, check_budget, keep_sets, layer_diagnostics
+
+DEFAULTS = {"sensitivity": True, "modules": 4, "reliability": True, "outliers": True, "outlier_factor": 20.0,
+            "measured": True, "lam": 1.0, "per_dataset": True, "bias_comp": True, "chunk": 0, "calib_cache": None}
+
+
+def options_of(recipe) -> dict:
+    unknown = sorted(set(recipe.options) - set(DEFAULTS))
+    if unknown:
+        raise GPruneError(f"unknown gprune option(s): {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    if recipe.metric not in METRICS:
+        raise GPruneError(f"unknown metric {recipe.metric!r}; choose from {', '.join(METRICS)}")
+    return {**DEFAULTS, **recipe.options}
+
+
+def _datasets(calib, i: int, per_dataset: bool):
+    """Layer i's per-dataset entries, or one pooled entry when per_dataset is off."""
+    row = calib.layers[i]
+    if per_dataset:
+        return row
+    from ..calibration import LayerCalib
+    cat = lambda name: torch.cat([getattr(c, name) for c in row])  # noqa: E731
+    return [LayerCalib(merge_all([c.down for c in row]), merge_all([c.o for c in row]), cat("down_sample"),
+                       cat("o_sample"), cat("mid_sqnorm"), cat("out_sqnorm"))]
+
+
+def _ffn_units(family, layer, data, metric, opts):
+    """Per-unit analysis of one layer's FFN: removal order per module, protected units, diagnostics."""
+    down = family.ffn(layer)[2].weight
+    scores = torch.stack([channel_scores(down, c.down, metric) for c in data])
+    freq = torch.stack([c.down.frequency for c in data]).mean(0)
+    mean_abs = merge_all([c.down for c in data]).sumabs
+    view = unit_view(scores, freq, mean_abs)
+    labels = modules_of(view, int(opts["modules"]), opts["sensitivity"])
+    switched = unreliable_modules(view, labels, opts["sensitivity"]) if opts["reliability"] else []
+    magnitude_rank = unit_view(ffn_magnitude(family, layer)[None], freq, mean_abs).mean_rank
+    score = view.mean_rank.clone()
+    for m in switched:
+        score[labels == m] = magnitude_rank[labels == m]
+    protected = outliers(torch.stack([c.down.rms for c in data]), opts["outlier_factor"]) if opts["outliers"] \
+        else torch.zeros(len(score), dtype=torch.bool)
+    return view, labels, switched, score, protected, scores
+
+
+def _kv_units(family, layer, shape, data, metric):
+    o = family.attention(layer)[3].weight
+    scores = torch.stack([group_channels(family, shape, channel_scores(o, c.o, metric)) for c in data])
+    return unit_view(scores, torch.ones(shape.kv_heads), kv_magnitude(family, layer, shape)), scores
+
+
+def _sublayer(weight, samples, sqnorms, mean, unit_channels, unit_params, min_keep, lam, bias_comp):
+    x = torch.cat(samples).float()  # float32: the greedy pass measures thousands of chunks
+    if bias_comp:  # with compensation a removed channel costs only its deviation from the mean
+        x = x - mean.float()[None]
+    lengths = [len(s) for s in samples]
+    bounds = torch.tensor([0] + lengths).cumsum(0).tolist()
+    return Sublayer(weight.detach().float().cpu(), x.t().contiguous(), 1 / torch.cat(sqnorms).float().clamp(min=1e-12),
+                    list(zip(bounds[:-1], bounds[1:])), unit_channels, unit_params, min_keep, lam)
+
+
+@dataclass
+class LayerUnits:
+    """One layer's units as GPrune sees them: two sublayers with their removal queues."""
+    ffn: Sublayer
+    kv: Sublayer
+    ffn_queues: list[list[int]]  # one removal order per module (protected units in none)
+    kv_queue: list[int]
+    ffn_ranking: torch.Tensor  # robust z of the mean base score (allocation without measured cost)
+    kv_ranking: torch.Tensor
+    protected: torch.Tensor
+    sensitivity: torch.Tensor
+    modules: list[dict]  # diagnostics per module
+
+
+def _layer_units(family, layer, shape, data, recipe, opts) -> LayerUnits:
+    view, labels, switched, score, protected, raw = _ffn_units(family, layer, data, recipe.metric, opts)
+    kv_view, kv_raw = _kv_units(family, layer, shape, data, recipe.metric)
+    down_w, o_w = family.ffn(layer)[2].weight, family.attention(layer)[3].weight
+    hidden = down_w.shape[0]
+    pooled_down, pooled_o = merge_all([c.down for c in data]), merge_all([c.o for c in data])
+    ffn = _sublayer(down_w, [c.down_sample for c in data], [c.out_sqnorm for c in data], pooled_down.mean,
+                    [torch.tensor([u]) for u in range(shape.ffn)], neuron_params(hidden), recipe.align,
+                    opts["lam"], opts["bias_comp"])
+    kv = _sublayer(o_w, [c.o_sample for c in data], [c.mid_sqnorm for c in data], pooled_o.mean,
+                   [family.query_rows(shape, torch.tensor([g])) for g in range(shape.kv_heads)],
+                   kv_group_params(shape, hidden, family.qkv_bias), 1, opts["lam"], opts["bias_comp"])
+    queues, modules = [], []
+    for m in range(int(labels.max()) + 1):
+        members = ((labels == m) & ~protected).nonzero().flatten()
+        queues.append(members[torch.argsort(score[members], stable=True)].tolist())
+        in_m = labels == m
+        modules.append({"module": m, "units": int(in_m.sum()), "protected": int((protected & in_m).sum()),
+                        "switched_to_magnitude": m in switched,
+                        "mean_sensitivity": round(float(view.sensitivity[in_m].mean()), 4),
+                        "mean_frequency": round(float(view.frequency[in_m].mean()), 4)})
+    return LayerUnits(ffn, kv, queues, torch.argsort(kv_view.mean_rank, stable=True).tolist(),
+                      torch.where(protected, torch.inf, standardize(raw.mean(0), robust=True)),
+                      standardize(kv_raw.mean(0), robust=True), protected, view.sensitivity, modules)
+
+
+def _allocate_measured(units: list[LayerUnits], target: float, align: int, chunk: int):
+    """Global greedy over measured cost; returns kept FFN neurons and KV groups per layer, and
+    how many units each module gave up."""
+    subs, queues, chunks = [], [], []
+    for lu in units:
+        subs += [lu.ffn, lu.kv]
+        chunks += [chunk, 1]
+        queues += [Queue(len(subs) - 2, order) for order in lu.ffn_queues] + [Queue(len(subs) - 1, lu.kv_queue)]
+    greedy(subs, queues, target, chunks)
+    for s in range(0, len(subs), 2):
+        align_sublayer(subs[s], [q for q in queues if q.sublayer == s], align)
+    removed = [[q.pos for q in queues if q.sublayer == 2 * i] for i in range(len(units))]
+    return [_kept(lu.ffn) for lu in units], [_kept(lu.kv) for lu in units], removed
+
+
+def _allocate_ranked(units: list[LayerUnits], shapes, hidden, qkv_bias, sparsity, align):
+    """Ablation of measured cost: robust z-scores compete globally (FLAP's structure search with
+    median/MAD); inside a layer every module gives up the same share of its queue."""
+    counts = global_counts([lu.ffn_ranking for lu in units], [lu.kv_ranking for lu in units], shapes, hidden,
+                           qkv_bias, sparsity, align)
+    ffn_keep, kv_keep = [], []
+    for lu, shape, (n_ffn, n_kv) in zip(units, shapes, counts):
+        share = torch.full((shape.ffn,), torch.inf, dtype=torch.float64)
+        for order in lu.ffn_queues:
+            if order:
+                share[torch.tensor(order)] = torch.arange(len(order), dtype=torch.float64) / len(order)
+        ffn_keep.append(top_k(share, n_ffn))
+        kv_keep.append(top_k(lu.kv_ranking, n_kv))
+    return ffn_keep, kv_keep
+
+
+def plan(model, tokenizer, recipe) -> PrunePlan:
+    opts = options_of(recipe)
+    check_budget(model, recipe)
+    family, shapes = family_of(model.config), layer_shapes(model.config)
+    hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
+    calib = calibration(model, tokenizer, recipe)
+    units = [_layer_units(family, layer, shape, _datasets(calib, i, opts["per_dataset"]), recipe, opts)
+             for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes))]
+    removed = None
+    if opts["measured"]:
+        target = recipe.sparsity * sum(layer_params(s, hidden, qkv_bias) for s in shapes)
+        ffn_keep, kv_keep, removed = _allocate_measured(units, target, recipe.align,
+                                                        int(opts["chunk"]) or recipe.align)
+    else:
+        ffn_keep, kv_keep = _allocate_ranked(units, shapes, hidden, qkv_bias, recipe.sparsity, recipe.align)
+    keep = keep_sets(model, ffn_keep, kv_keep, calib if opts["bias_comp"] else None, opts["bias_comp"])
+    return PrunePlan(keep, _diagnostics(model, recipe, opts, calib, units, ffn_keep, kv_keep, removed))
+
+
+def _diagnostics(model, recipe, opts, calib, units, ffn_keep, kv_keep, removed) -> dict:
+    modules = []
+    for i, lu in enumerate(units):
+        for m, d in enumerate(lu.modules):
+            gone = removed[i][m] if removed else None
+            modules.append({"layer": i, **d, "removed": gone,
+                            "sparsity": round(gone / d["units"], 4) if removed and d["units"] else None})
+    sens = torch.cat([lu.sensitivity for lu in units]).float()
+    hist = torch.histogram(sens, bins=20, range=(0.0, max(float(sens.max()), 1e-6)))
+    return {
+        "metric": recipe.metric, "options": {k: v for k, v in opts.items() if k != "calib_cache"},
+        "calibration": {"sources": calib.sources, **calib.timing},
+        "layers": layer_diagnostics(model, ffn_keep, kv_keep),
+        "modules": modules,
+        "switched_modules": [(d["layer"], d["module"]) for d in modules if d["switched_to_magnitude"]],
+        "protected_neurons": [int(lu.protected.sum()) for lu in units],
+        "sensitivity_histogram": {"counts": hist.hist.int().tolist(),
+                                  "edges": [round(float(e), 5) for e in hist.bin_edges]},
+    }
+
+
+def _kept(sub: Sublayer) -> torch.Tensor:
+    gone = set(sub.removed)
+    return torch.tensor([u for u in range(sub.n_units) if u not in gone], dtype=torch.long)

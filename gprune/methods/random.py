@@ -1,0 +1,23 @@
+"""random: units drawn at random (seeded), uniform allocation per layer. The floor any
+method must beat."""
+
+from __future__ import annotations
+
+import torch
+
+from ..allocation import uniform_counts
+from ..families import family_of, layer_shapes
+from . import PrunePlan
+from .common import check_budget, keep_sets, layer_diagnostics, top_by_counts
+
+
+def plan(model, tokenizer, recipe) -> PrunePlan:
+    check_budget(model, recipe)
+    family, shapes = family_of(model.config), layer_shapes(model.config)
+    g = torch.Generator().manual_seed(recipe.seed)
+    ffn = [torch.rand(s.ffn, generator=g) for s in shapes]
+    kv = [torch.rand(s.kv_heads, generator=g) for s in shapes]
+    counts = uniform_counts(shapes, model.config.hidden_size, family.qkv_bias, recipe.sparsity, recipe.align)
+    ffn_keep, kv_keep = top_by_counts(ffn, kv, counts)
+    return PrunePlan(keep_sets(model, ffn_keep, kv_keep, None, False),
+                     {"layers": layer_diagnostics(model, ffn_keep, kv_keep)})

@@ -1,0 +1,185 @@
+"""Metrics on hand-made cases, GPrune's unit analysis, budgets, determinism, bad CLI input."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gprune.budget import neuron_params, prunable_params
+from gprune.calibration import CalibConfig, collect
+from gprune.cli import cli
+from gprune.methods import get_method
+from gprune.metrics import channel_scores, compensation_bias
+from gprune.modules import outliers, percentile_rank, unit_view
+from gprune.recipe import PruneRecipe
+from gprune.stats import ChannelStats
+from gprune.surgery import resize
+from tiny import random_ids, tiny_model, tiny_tokenizer
+
+W = torch.tensor([[1.0, 2.0], [-3.0, 4.0]])  # [out, in]
+X = torch.tensor([[1.0, 0.0], [3.0, 2.0]])  # two tokens, two input channels
+
+
+def stats_of(x):
+    s = ChannelStats.zeros(x.shape[-1])
+    s.update(x)
+    return s
+
+
+def test_wanda_sp_on_a_hand_made_case():
+    # sum_i |W_ij| * ||X_j||: channel 0 -> (1 + 3) * sqrt(10), channel 1 -> (2 + 4) * 2
+    torch.testing.assert_close(channel_scores(W, stats_of(X), "wanda-sp"),
+                               torch.tensor([4 * 10 ** 0.5, 12.0], dtype=torch.float64))
+
+
+def test_flap_on_a_hand_made_case():
+    # Var(X_j) * ||W[:, j]||^2: both variances 2; column norms^2 10 and 20
+    torch.testing.assert_close(channel_scores(W, stats_of(X), "flap"), torch.tensor([20.0, 40.0], dtype=torch.float64))
+
+
+def test_bias_compensation_adds_the_removed_mean_output():
+    bias = compensation_bias(W, stats_of(X).mean, torch.tensor([1]))  # mean of channel 1 is 1
+    assert bias.tolist() == [2.0, 4.0]
+
+
+def test_sensitivity_is_the_rank_spread_across_datasets():
+    scores = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])  # units 0 and 2 swap ranks, unit 1 stays
+    view = unit_view(scores, torch.ones(3), torch.ones(3))
+    assert percentile_rank(torch.tensor([5.0, 1.0, 3.0])).tolist() == [1.0, 0.0, 0.5]
+    assert view.sensitivity.tolist() == [0.5, 0.0, 0.5]
+    assert view.mean_rank.tolist() == [0.5, 0.5, 0.5]
+
+
+def test_massive_activation_units_are_found():
+    rms = torch.tensor([[1.0, 1.2, 0.9, 500.0, 1.1]])
+    assert outliers(rms, 20.0).tolist() == [False, False, False, True, False]
+
+
+@pytest.fixture(scope="module")
+def tiny_setup():
+    model, tok = tiny_model("llama", layers=3), tiny_tokenizer()
+    windows = {name: random_ids(batch=4, length=32, seed=s) for s, name in enumerate(("a", "b", "c"))}
+    calib = collect(model, windows, CalibConfig(sources=tuple(windows), n_samples=4, seq_len=32, sample_tokens=48))
+    return model, tok, calib
+
+
+@pytest.fixture
+def fake_calibration(monkeypatch, tiny_setup):
+    calib = tiny_setup[2]
+    for module in ("gprune.methods.gprune", "gprune.methods.flap", "gprune.methods.wanda_sp"):
+        monkeypatch.setattr(f"{module}.calibration", lambda *a: calib)
+    return tiny_setup
+
+
+@pytest.mark.parametrize("method", ["gprune", "flap", "wanda-sp", "magnitude", "random"])
+@pytest.mark.parametrize("sparsity", [0.2, 0.5])
+def test_budget_met_within_alignment_rounding(fake_calibration, method, sparsity):
+    model, tok, _ = fake_calibration
+    align = 8
+    plan = get_method(method)(model, tok, PruneRecipe(method=method, sparsity=sparsity, align=align))
+    pruned = resize(model, plan.keep)
+    assert all(len(k.ffn) % align == 0 for k in plan.keep)
+    before, after = prunable_params(model.config), prunable_params(pruned.config)
+    # rounding: at most half an aligned block per layer, plus one KV group where groups go whole
+    slack = (len(plan.keep) * (align / 2 * neuron_params(64) + 64 * 16 * 6)) / before
+    assert abs((1 - after / before) - sparsity) <= slack + 1e-9
+
+
+def test_gprune_is_deterministic_and_reports_diagnostics(fake_calibration):
+    model, tok, _ = fake_calibration
+    recipe = PruneRecipe(method="gprune", sparsity=0.35, align=8, seed=3)
+    a, b = get_method("gprune")(model, tok, recipe), get_method("gprune")(model, tok, recipe)
+    for ka, kb in zip(a.keep, b.keep):
+        assert torch.equal(ka.ffn, kb.ffn) and torch.equal(ka.kv_groups, kb.kv_groups)
+        assert torch.equal(ka.down_bias, kb.down_bias)
+    d = a.diagnostics
+    json.dumps(d)
+    assert {"layers", "modules", "switched_modules", "sensitivity_histogram", "protected_neurons"} <= set(d)
+
+
+@pytest.mark.parametrize("opts", [{"sensitivity": False}, {"modules": 1}, {"reliability": False},
+                                  {"outliers": False}, {"measured": False}, {"lam": 0.0}, {"per_dataset": False},
+                                  {"bias_comp": False}])
+def test_every_gprune_step_can_be_switched_off(fake_calibration, opts):
+    model, tok, _ = fake_calibration
+    plan = get_method("gprune")(model, tok, PruneRecipe(method="gprune", sparsity=0.3, align=8, options=opts))
+    resize(model, plan.keep)(random_ids())
+
+
+# ----------------------------------------------------------------------------- CLI bad input
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    path = tmp_path / "tiny"
+    tiny_model("llama").save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_clean_failure(result, out, *needles):
+    assert result.exit_code != 0, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def text_file(tmp_path, n_docs, doc_len):
+    path = tmp_path / "text.txt"
+    path.write_text("\n\n".join("".join(chr(33 + (i * 7 + j) % 90) for j in range(doc_len)) for i in range(n_docs)))
+    return path
+
+
+def test_unknown_source(tmp_path, tiny_dir):
+    out = tmp_path / "out"
+    assert_clean_failure(run("prune", "-m", tiny_dir, "--method", "gprune", "-s", 0.3, "--align", 8,
+                             "--calib", "wiki,klingon", "--out", out), out, "klingon")
+
+
+def test_empty_calibration_text(tmp_path, tiny_dir):
+    (tmp_path / "empty.txt").write_text("\n\n  \n")
+    out = tmp_path / "out"
+    assert_clean_failure(run("prune", "-m", tiny_dir, "--method", "flap", "-s", 0.3, "--align", 8,
+                             "--calib", tmp_path / "empty.txt", "--out", out), out, "empty")
+
+
+def test_too_short_calibration_text(tmp_path, tiny_dir):
+    out = tmp_path / "out"
+    source = text_file(tmp_path, 6, 40)
+    assert_clean_failure(run("prune", "-m", tiny_dir, "--method", "gprune", "-s", 0.3, "--align", 8,
+                             "--calib", source, "--n-samples", 64, "--seq-len", 64, "--out", out), out, "too few")
+
+
+def test_sparsity_the_alignment_cannot_reach(tmp_path, tiny_dir):
+    out = tmp_path / "out"  # align 64 of 96 neurons: every layer keeps 64, so 0.8 is out of reach
+    assert_clean_failure(run("prune", "-m", tiny_dir, "--method", "wanda-sp", "-s", 0.8, "--align", 64,
+                             "--out", out), out, "reachable")
+
+
+def test_budget_that_would_empty_layers(tmp_path, tiny_dir):
+    out = tmp_path / "out"
+    assert_clean_failure(run("prune", "-m", tiny_dir, "--method", "gprune", "-s", 0.97, "--align", 8,
+                             "--out", out), out, "empty layers")
+
+
+def test_gprune_cli_end_to_end_with_a_local_file(tmp_path, tiny_dir):
+    out = tmp_path / "out"
+    source = text_file(tmp_path, 40, 300)
+    result = run("prune", "-m", tiny_dir, "--method", "gprune", "--metric", "wanda-sp", "-s", 0.3, "--align", 8,
+                 "--calib", source, "--n-samples", 4, "--seq-len", 32, "--no-reliability", "--lam", 0.5,
+                 "--option", f"calib_cache={tmp_path / 'cache'}", "--out", out)
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["metric"] == "wanda-sp" and recipe["calib"] == [str(source)]
+    assert recipe["options"]["reliability"] is False and recipe["options"]["lam"] == 0.5
+    assert PruneRecipe.from_dict(recipe).n_samples == 4
+    summary = json.loads((out / "prune_summary.json").read_text())
+    assert summary["diagnostics"]["modules"] and (out / "prune_plot.png").stat().st_size > 0
