@@ -1,0 +1,139 @@
+"""Write a pruned checkpoint as an unquantized GGUF file (f32, f16, bf16) with
+gguf-py. Uniform widths keep the family's stock llama.cpp architecture;
+per-layer widths or compensation biases use `deci`, whose FFN width and head
+counts are per layer (DESIGN.md, GGUF facts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import gguf
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+from gprune.errors import GPruneError
+
+from .gguf_vocab import add_tokenizer
+from .source import Source
+
+DIRECT_TYPES = {  # dtype -> (tensor type of 2-D weights, GGUF file type)
+    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
+    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
+    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
+}
+NEOX_ROPE_ARCHS = {"qwen2"}  # rotate-half layout as in transformers: no Q/K permutation
+
+
+def gguf_arch(source: Source) -> str:
+    if source.uniform and not source.has_compensation_bias:
+        return source.family.gguf_arch
+    return "deci"
+
+
+def rotary_interleave(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """transformers rotates the two halves of each head; llama.cpp's llama/deci rotate adjacent
+    pairs. Reorder each head's rows (or bias entries) from [half0, half1] to interleaved pairs."""
+    head_dim = w.shape[0] // heads
+    return w.reshape(heads, 2, head_dim // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def _rope_parameters(config) -> dict:
+    params = dict(getattr(config, "rope_parameters", None) or {})
+    params.setdefault("rope_theta", getattr(config, "rope_theta", 10000.0))
+    params.setdefault("rope_type", "default")
+    return params
+
+
+def add_rope(writer: gguf.GGUFWriter, config, head_dim: int) -> torch.Tensor | None:
+    """Rope base and scaling metadata; returns the rope_freqs tensor that Llama-3 scaling needs."""
+    rope = _rope_parameters(config)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(float(rope["rope_theta"]))
+    kind = rope["rope_type"]
+    if kind == "default":
+        return None
+    if kind == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(rope["factor"]))
+        return None
+    if kind == "yarn":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        writer.add_rope_scaling_factor(float(rope["factor"]))
+        writer.add_rope_scaling_orig_ctx_len(int(rope.get("original_max_position_embeddings")
+                                                 or config.max_position_embeddings))
+        return None
+    if kind == "llama3":
+        # llama.cpp divides each rotary frequency by rope_freqs[i]: the ratio of plain to scaled frequencies.
+        scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")
+        plain = 1.0 / (float(rope["rope_theta"]) ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+        return (plain / scaled.double()).float()
+    raise GPruneError(f"rope scaling {kind!r} is not supported by the GGUF exporter")
+
+
+def add_hparams(writer: gguf.GGUFWriter, source: Source, arch: str, file_type: gguf.LlamaFileType) -> None:
+    config, shapes = source.config, source.shapes
+    writer.add_name(source.path.name)
+    writer.add_file_type(file_type)
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(len(shapes))
+    if arch == "deci":
+        writer.add_feed_forward_length([s.ffn for s in shapes])
+        writer.add_head_count([s.q_heads for s in shapes])
+        writer.add_head_count_kv([s.kv_heads for s in shapes])
+    else:
+        writer.add_feed_forward_length(shapes[0].ffn)
+        writer.add_head_count(shapes[0].q_heads)
+        writer.add_head_count_kv(shapes[0].kv_heads)
+    writer.add_key_length(shapes[0].head_dim)
+    writer.add_value_length(shapes[0].head_dim)
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+
+
+def _as_gguf_array(t: torch.Tensor, tensor_type: gguf.GGMLQuantizationType) -> tuple[np.ndarray, object]:
+    """(data, raw_dtype): 1-D tensors (norms, biases) stay f32, as llama.cpp expects."""
+    data = t.detach().float().numpy()
+    if data.ndim == 1 or tensor_type == gguf.GGMLQuantizationType.F32:
+        return data, None
+    if tensor_type == gguf.GGMLQuantizationType.F16:
+        return data.astype(np.float16), None
+    return gguf.quants.quantize(data, tensor_type), tensor_type
+
+
+def gguf_tensors(source: Source, arch: str):
+    """(gguf name, tensor) in llama.cpp's naming and rotary layout."""
+    arch_enum = next(a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == arch)
+    names = gguf.get_tensor_name_map(arch_enum, len(source.shapes))
+    tied = bool(source.config.tie_word_embeddings)
+    for hf_name, t in source.model.state_dict().items():
+        if tied and hf_name == "lm_head.weight":
+            continue  # llama.cpp reads token_embd for the output when output.weight is absent
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise GPruneError(f"no GGUF name for tensor {hf_name}")
+        if arch not in NEOX_ROPE_ARCHS and (".q_proj." in hf_name or ".k_proj." in hf_name):
+            shape = source.shapes[int(hf_name.split(".")[2])]
+            t = rotary_interleave(t, shape.q_heads if ".q_proj." in hf_name else shape.kv_heads)
+        yield name, t
+
+
+def write_gguf(source: Source, path, dtype: str) -> str:
+    """Write `source` to `path` as f32/f16/bf16; returns the llama.cpp architecture used."""
+    tensor_type, file_type = DIRECT_TYPES[dtype]
+    arch = gguf_arch(source)
+    writer = gguf.GGUFWriter(str(path), arch)
+    try:
+        add_hparams(writer, source, arch, file_type)
+        rope_freqs = add_rope(writer, source.config, source.shapes[0].head_dim)
+        add_tokenizer(writer, source.tokenizer, source.config.vocab_size)
+        if rope_freqs is not None:
+            writer.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", rope_freqs.numpy())
+        for name, t in gguf_tensors(source, arch):
+            data, raw_dtype = _as_gguf_array(t, tensor_type)
+            writer.add_tensor(name, data, raw_dtype=raw_dtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    return arch

@@ -1,0 +1,112 @@
+"""Export a pruned checkpoint as one ONNX decoder with a KV cache: per-layer KV
+shapes, dynamic batch and sequence, attention mask and position ids, optimum's
+input/output names. An empty past (sequence 0) is prefill; otherwise decode."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import DynamicCache
+
+from .source import Source
+
+OPSET = 17
+DATA_FILE = "model.onnx_data"
+
+
+def input_names(n_layers: int) -> list[str]:
+    names = ["input_ids", "attention_mask", "position_ids"]
+    for i in range(n_layers):
+        names += [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
+    return names
+
+
+def output_names(n_layers: int) -> list[str]:
+    names = ["logits"]
+    for i in range(n_layers):
+        names += [f"present.{i}.key", f"present.{i}.value"]
+    return names
+
+
+class DecoderWithCache(nn.Module):
+    """Flat tensors in and out (what ONNX sees) around the transformers model and its DynamicCache."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        cache = DynamicCache()
+        for i in range(len(past) // 2):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=True, return_dict=True)
+        present = []
+        for layer in out.past_key_values.layers:
+            present += [layer.keys, layer.values]
+        return (out.logits, *present)
+
+
+def example_inputs(source: Source, batch: int = 2, seq: int = 3, past: int = 4) -> tuple[torch.Tensor, ...]:
+    """Non-trivial sizes (no 0 or 1) so that no dimension is specialised during tracing."""
+    ids = torch.randint(0, source.config.vocab_size, (batch, seq))
+    mask = torch.ones(batch, past + seq, dtype=torch.int64)
+    positions = torch.arange(past, past + seq).expand(batch, seq).contiguous()
+    kv = []
+    for shape in source.shapes:
+        kv += [torch.zeros(batch, shape.kv_heads, past, shape.head_dim)] * 2
+    return (ids, mask, positions, *kv)
+
+
+def dynamic_axes(n_layers: int) -> dict[str, dict[int, str]]:
+    axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+            "position_ids": {0: "batch_size", 1: "sequence_length"},
+            "logits": {0: "batch_size", 1: "sequence_length"}}
+    for i in range(n_layers):
+        for kind in ("key", "value"):
+            axes[f"past_key_values.{i}.{kind}"] = {0: "batch_size", 2: "past_sequence_length"}
+            axes[f"present.{i}.{kind}"] = {0: "batch_size", 2: "total_sequence_length"}
+    return axes
+
+
+def export_onnx(source: Source, out_file: Path, dynamo: bool = False) -> None:
+    """Write `out_file` (+ DATA_FILE beside it) in fp32. TorchScript tracing is the default:
+    measured several times faster than the dynamo exporter here (bench/results/export.md)."""
+    model = source.model.eval()  # loaded in float32 already
+    model.config.use_cache = True
+    wrapper = DecoderWithCache(model)
+    n = len(source.shapes)
+    inputs = example_inputs(source)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about python ints are expected here
+        if dynamo:
+            _export_dynamo(wrapper, inputs, out_file, n)
+        else:
+            torch.onnx.export(wrapper, inputs, str(out_file), input_names=input_names(n),
+                              output_names=output_names(n), dynamic_axes=dynamic_axes(n), opset_version=OPSET,
+                              dynamo=False, external_data=True)
+    _move_weights_to_one_file(out_file)
+
+
+def _export_dynamo(wrapper, inputs, out_file: Path, n: int) -> None:
+    auto = torch.export.Dim.AUTO  # let export find the relations (total = past + sequence)
+    shapes = ({0: auto, 1: auto}, {0: auto, 1: auto}, {0: auto, 1: auto}, tuple([{0: auto, 2: auto}] * (2 * n)))
+    program = torch.onnx.export(wrapper, inputs, input_names=input_names(n), output_names=output_names(n),
+                                dynamic_shapes=shapes, opset_version=18, dynamo=True)
+    program.save(str(out_file), external_data=True)
+
+
+def _move_weights_to_one_file(out_file: Path) -> None:
+    """One external data file next to the graph, whatever the exporter produced."""
+    import onnx
+
+    model = onnx.load(str(out_file), load_external_data=True)
+    for f in out_file.parent.iterdir():
+        if f != out_file:
+            f.unlink()
+    onnx.save_model(model, str(out_file), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=DATA_FILE, size_threshold=1024)
