@@ -56,8 +56,15 @@ def generation_agreement(artifact: Path, runtime: str, reference: TorchBackend, 
 @click.option("--model", "models", multiple=True, required=True, help="label=checkpoint dir")
 @click.option("--work", type=click.Path(), default="/tmp/gprune-export-bench")
 @click.option("--out", type=click.Path(), required=True)
-def main(models, work, out):
+@click.option("--dynamo/--no-dynamo", default=True, help="Also time the dynamo ONNX exporter on the first model.")
+def main(models, work, out, dynamo):
     rows = []
+    if dynamo:  # the alternative exporter path, timed once: is TorchScript tracing really the faster one?
+        label, path = models[0].split("=", 1)
+        result = export(path, "onnx", "fp32", Path(work) / f"{label}-fp32-dynamo", overwrite=True, parity="warn",
+                        threads=2, dynamo=True)
+        print(json.dumps({"dynamo_export_s": result.export_s, "parity": result.parity}), flush=True)
+        Path(out).with_suffix(".dynamo.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     for spec in models:
         label, path = spec.split("=", 1)
         source = load_source(path)

@@ -140,27 +140,36 @@ def prune(model, method, metric, sparsity, align, calib, n_samples, seq_len, see
 
 
 @cli.command()
-@click.option("--target", "-t", required=True,
+@click.option("--target", "-t", default=None,
               help="Device target: a built-in profile (browser, laptop-cpu, phone, raspberry-pi) or a profile .json.")
 @click.option("--model", "-m", default=None, help="Model to build for the target [default: smollm2-135m].")
-@click.option("--method", default="gprune", show_default=True, help="Pruning method.")
+@click.option("--method", default=None, help="Pruning method [default: gprune].")
 @click.option("--sparsity", "-s", type=float, default=None, help=SPARSITY_HELP + " [default: the target's]")
-@click.option("--limit", type=int, default=100, show_default=True, help="Questions per zero-shot task in verification.")
-@click.option("--pairs", type=int, default=7, show_default=True, help="Alternating pruned/dense speed pairs.")
+@click.option("--limit", type=int, default=None, help="Questions per zero-shot task in verification [100].")
+@click.option("--pairs", type=int, default=None, help="Alternating pruned/dense speed pairs [7].")
+@click.option("--threads", type=int, default=None, help="Threads for export and verification [the target's].")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="Repeat a build: its build.json (or a build config JSON); options given here override it.")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def build(target, model, method, sparsity, limit, pairs, out, overwrite):
+def build(target, model, method, sparsity, limit, pairs, threads, config_file, out, overwrite):
     """Prune, export and verify for one device target, and gate on its budgets.
 
     OUT gets pruned/ (the checkpoint), artifacts/ (one per format the target
     runs), dense-artifacts/ (the dense model in the same formats, the baseline),
-    reports/ (report.md/.html/.json per artifact) and build.json. Exits with
-    status 3 when a pruned artifact misses one of the target's budgets."""
+    reports/ (report.md/.html/.json per artifact) and build.json (the config,
+    to repeat the build with --config). Exits with status 3 when a pruned
+    artifact misses one of the target's budgets."""
     from .build import BuildConfig, build as run_build
-    from .loading import DEFAULT_MODEL
 
-    config = BuildConfig(target=target, model=model or DEFAULT_MODEL, method=method, sparsity=sparsity, limit=limit,
-                         pairs=pairs)
+    overrides = {k: v for k, v in dict(target=target, model=model, method=method, sparsity=sparsity, limit=limit,
+                                       pairs=pairs, threads=threads).items() if v is not None}
+    if config_file:
+        config = BuildConfig.from_dict({**BuildConfig.load(config_file).to_dict(), **overrides})
+    elif target is None:
+        raise GPruneError("give --target (or --config with a previous build.json)")
+    else:
+        config = BuildConfig.from_dict(overrides)
     result = run_build(config, out, overwrite)
     for artifact in result.summary["artifacts"]:
         gate = artifact["gate"]

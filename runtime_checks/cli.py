@@ -38,11 +38,13 @@ def _names(value: str | None, default: tuple) -> tuple:
 @click.option("--gate", "gate_file", type=click.Path(), default=None,
               help="Thresholds file (JSON/YAML): max_accuracy_drop, max_perplexity_ratio, min_decode_speedup, "
                    "max_peak_memory_mb, min_top1_agreement. Exit status 3 when one fails.")
+@click.option("--tokenizer", "tokenizer_from", type=click.Path(), default=None,
+              help="HF directory whose tokenizer splits the text [default: the baseline's].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory for report.json/.md/.html.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def verify(artifact, baseline, backends, baseline_backend, tasks, distributions, limit, windows, seq_len, threads,
-           pairs, no_memory, gate_file, seed, out, overwrite):
+           pairs, no_memory, gate_file, tokenizer_from, seed, out, overwrite):
     """Verify ARTIFACT against the dense BASELINE: accuracy, perplexity, parity, speed, memory.
 
     Writes report.json, report.md and a self-contained report.html to OUT; with
@@ -57,7 +59,7 @@ def verify(artifact, baseline, backends, baseline_backend, tasks, distributions,
         limit=limit or None, seed=seed, seq_len=seq_len, max_windows=windows, threads=threads,
         speed=SpeedSettings(pairs=pairs, threads=threads) if pairs > 0 else None, memory=not no_memory)
     report = run_verify(artifact, baseline, out, list(backends) or None, baseline_backend, settings, thresholds,
-                        overwrite)
+                        overwrite, tokenizer_from)
     click.echo(f"report written to {out}/report.md")
     if "gate" in report:
         for failure in report["gate"]["failures"]:

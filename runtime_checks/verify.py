@@ -102,15 +102,16 @@ def _run(backend, spec, name: str, tokenizer, settings: VerifySettings) -> dict:
 
 
 def run_verification(artifact, baseline, backends=None, baseline_backend: str | None = None,
-                     settings: VerifySettings | None = None) -> dict:
-    """The report (a JSON-ready dict) of `artifact` on each of `backends` against `baseline`."""
+                     settings: VerifySettings | None = None, tokenizer_from=None) -> dict:
+    """The report (a JSON-ready dict) of `artifact` on each of `backends` against `baseline`.
+    The text is tokenized by the baseline's tokenizer, or by `tokenizer_from`'s (an HF directory)."""
     settings = settings or VerifySettings()
     backends = list(backends or [default_backend(artifact)])
     baseline_backend = baseline_backend or default_backend(baseline)
     check_inputs(artifact, baseline, backends, baseline_backend, settings)
     for name in backends:  # a file the runtime rejects must fail now, not after the baseline's evaluation
         load_backend(name, artifact, settings.threads).close()
-    tokenizer = load_tokenizer(baseline)
+    tokenizer = load_tokenizer(tokenizer_from or baseline)
     prompt = fixed_text_ids(tokenizer, max(settings.parity_tokens, settings.speed.prefill_tokens
                                            if settings.speed else 0))
     parity_ids = prompt[:settings.parity_tokens]
@@ -130,14 +131,15 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
 
 
 def verify(artifact, baseline, out_dir, backends=None, baseline_backend: str | None = None,
-           settings: VerifySettings | None = None, thresholds: dict | None = None, overwrite: bool = False) -> dict:
+           settings: VerifySettings | None = None, thresholds: dict | None = None, overwrite: bool = False,
+           tokenizer_from=None) -> dict:
     """run_verification, the gate when `thresholds` are given (gate.load_thresholds), then report.json,
     report.md and report.html written atomically to `out_dir`. report["gate"]["failures"] lists what failed."""
     from . import gate
     from .report import write_report
 
     check_writable(out_dir, overwrite)  # fail before the slow part
-    report = run_verification(artifact, baseline, backends, baseline_backend, settings)
+    report = run_verification(artifact, baseline, backends, baseline_backend, settings, tokenizer_from)
     failures = None
     if thresholds is not None:
         failures = gate.evaluate(report, thresholds)
