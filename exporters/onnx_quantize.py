@@ -28,31 +28,34 @@ def to_fp16(fp32_file: Path, out_file: Path) -> None:
     _save(convert_float_to_float16(model, keep_io_types=True), out_file)
 
 
-def _output_layer(model: onnx.ModelProto) -> str | None:
-    """The MatMul producing the logits (the last MatMul before the graph output)."""
+def _eight_bit_layers(model: onnx.ModelProto) -> list[str]:
+    """MatMuls that stay 8-bit in an int4 model, as llama.cpp's q4_k_m mix gives attn_v and ffn_down more
+    bits: the output layer (the last MatMul), v_proj and down_proj. Measured on SmolLM2-135M (dense): KL to
+    torch 0.35 -> 0.11 nats, perplexity ratio 1.41 -> 1.14, for 5% more bytes."""
     matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul"]
-    return matmuls[-1] if matmuls else None
+    return matmuls[-1:] + [n for n in matmuls if "/v_proj/" in n or "/down_proj/" in n]
+
+
+def _quantize(model: onnx.ModelProto, bits: int, **nodes) -> onnx.ModelProto:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    # asymmetric blocks of 32 (measured better than symmetric); accuracy_level 4: int8 activations in the kernel
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=BLOCK_SIZE, is_symmetric=False, accuracy_level=4,
+                                     **nodes)
+    quantizer.process()
+    return quantizer.model.model
 
 
 def to_weight_only(fp32_file: Path, out_file: Path, bits: int) -> None:
-    """MatMul weights in blocks of 32 with an integer scale offset each (asymmetric: measured
-    better than symmetric on SmolLM2). The embedding Gather stays fp32. For int4 the output
-    layer keeps 8 bits: 4-bit logits cost ~0.1 nats of KL more on SmolLM2-135M."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
+    """MatMul weights in blocks of 32 with a scale and an integer offset each (MatMulNBits). The embedding
+    Gather stays fp32. For int4, `_eight_bit_layers` keep 8 bits."""
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # per-node INFO
     model = onnx.load(str(fp32_file))
-    output_layer = _output_layer(model)
-    keep_8bit = [output_layer] if bits == 4 and output_layer else []
-    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=BLOCK_SIZE, is_symmetric=False,
-                                     accuracy_level=4, nodes_to_exclude=keep_8bit)
-    quantizer.process()
-    model = quantizer.model.model
-    if keep_8bit:
-        quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=BLOCK_SIZE, is_symmetric=False,
-                                         accuracy_level=4, nodes_to_include=keep_8bit)
-        quantizer.process()
-        model = quantizer.model.model
+    if bits == 4:
+        eight_bit = _eight_bit_layers(model)
+        model = _quantize(_quantize(model, 4, nodes_to_exclude=eight_bit), 8, nodes_to_include=eight_bit)
+    else:
+        model = _quantize(model, bits)
     _save(model, out_file)
 
 

@@ -127,3 +127,15 @@ def test_onnx_batch_with_padding_matches_torch(tmp_path):
     logits = session.run(["logits"], feed)[0]
     real = mask.numpy().astype(bool)
     assert np.abs(logits[real] - expected[real]).max() < 1e-3
+
+
+def test_int4_keeps_output_v_and_down_projections_in_8_bits(tmp_path):
+    import onnx
+
+    result = export(write_tiny(tmp_path / "pruned"), "onnx", "int4", tmp_path / "onnx", parity="off")
+    graph = onnx.load(str(result.path / "model.onnx"), load_external_data=False).graph
+    bits = {n.name: next(a.i for a in n.attribute if a.name == "bits") for n in graph.node if n.op_type == "MatMulNBits"}
+    eight = {name for name, b in bits.items() if b == 8}
+    assert len(bits) == 3 * 7 + 1  # every projection and the output layer
+    assert len(eight) == 3 * 2 + 1  # v_proj and down_proj of 3 layers, and the output layer
+    assert sum("/v_proj/" in n or "/down_proj/" in n for n in eight) == 6
