@@ -8,6 +8,7 @@ decode bytes bound. Usage:
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import gguf
 import onnx
 
 from exporters import export
+from exporters.onnx_export import export_onnx
 from exporters.source import load_source
+from exporters.verify import verify
 from runtime_checks.backends import load_backend
 from runtime_checks.backends.torch_backend import TorchBackend
 
@@ -56,15 +59,28 @@ def generation_agreement(artifact: Path, runtime: str, reference: TorchBackend, 
 @click.option("--model", "models", multiple=True, required=True, help="label=checkpoint dir")
 @click.option("--work", type=click.Path(), default="/tmp/gprune-export-bench")
 @click.option("--out", type=click.Path(), required=True)
-@click.option("--dynamo/--no-dynamo", default=True, help="Also time the dynamo ONNX exporter on the first model.")
-def main(models, work, out, dynamo):
-    rows = []
-    if dynamo:  # the alternative exporter path, timed once: is TorchScript tracing really the faster one?
+@click.option("--compare-exporters", is_flag=True,
+              help="Only time TorchScript tracing against torch.onnx's dynamo exporter on the first model (fp32).")
+def main(models, work, out, compare_exporters):
+    if compare_exporters:
         label, path = models[0].split("=", 1)
-        result = export(path, "onnx", "fp32", Path(work) / f"{label}-fp32-dynamo", overwrite=True, parity="warn",
-                        threads=2, dynamo=True)
-        print(json.dumps({"dynamo_export_s": result.export_s, "parity": result.parity}), flush=True)
-        Path(out).with_suffix(".dynamo.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        source, rows = load_source(path), []
+        for dynamo in (False, True):
+            target = Path(work) / f"{label}-fp32-{'dynamo' if dynamo else 'torchscript'}"
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            start = time.perf_counter()
+            export_onnx(source, target / "model.onnx", dynamo=dynamo)
+            row = {"model": label, "exporter": "dynamo" if dynamo else "torchscript",
+                   "export_s": time.perf_counter() - start}
+            checked = verify(target, "onnxruntime", source, "fp32", 2)
+            row.update(parity=checked.parity.to_dict(), greedy_match=checked.generation_matches,
+                       size_bytes=sum(f.stat().st_size for f in target.iterdir()))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        Path(out).write_text(json.dumps(rows, indent=1) + "\n")
+        return
+    rows = []
     for spec in models:
         label, path = spec.split("=", 1)
         source = load_source(path)

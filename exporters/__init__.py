@@ -56,15 +56,14 @@ def _size(path: Path) -> int:
 
 
 def export(pruned_dir, format: str, dtype: str, out, *, strict: bool = False, overwrite: bool = False,
-           parity: str = "fail", threads: int | None = None, dynamo: bool = False) -> ExportResult:
+           parity: str = "fail", threads: int | None = None) -> ExportResult:
     """Export `pruned_dir` to `out` (a .gguf file or an ONNX directory) and verify it.
 
     strict: fail instead of letting llama.cpp store tensors in a fallback type.
     parity: "fail" (default) reloads the artifact in its runtime, compares it with torch and raises
     GPruneError, leaving nothing at `out`, when it is beyond the tolerance for its dtype; "warn"
     measures and only warns (for models whose own predictions are chaotic, where any rounding
-    moves the argmax); "off" skips the check.
-    dynamo: use torch.onnx's dynamo exporter instead of TorchScript tracing (slower, same graph)."""
+    moves the argmax); "off" skips the check."""
     from .source import load_source
 
     check_request(format, dtype)
@@ -74,7 +73,7 @@ def export(pruned_dir, format: str, dtype: str, out, *, strict: bool = False, ov
     source = load_source(pruned_dir)
     if format == "gguf":
         return _export_gguf(source, dtype, out, strict, parity, threads)
-    return _export_onnx(source, dtype, out, parity, threads, dynamo)
+    return _export_onnx(source, dtype, out, parity, threads)
 
 
 def _finish(source, artifact: Path, fmt: str, dtype: str, runtime: str, arch: str, export_s: float,
@@ -134,7 +133,7 @@ def _export_gguf(source, dtype: str, out: Path, strict: bool, parity_mode: str, 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _export_onnx(source, dtype: str, out: Path, parity_mode: str, threads, dynamo: bool) -> ExportResult:
+def _export_onnx(source, dtype: str, out: Path, parity_mode: str, threads) -> ExportResult:
     from . import onnx_quantize
     from .onnx_export import export_onnx
 
@@ -142,11 +141,11 @@ def _export_onnx(source, dtype: str, out: Path, parity_mode: str, threads, dynam
         start = time.perf_counter()
         model_file = tmp / "model.onnx"
         if dtype == "fp32":
-            export_onnx(source, model_file, dynamo)
+            export_onnx(source, model_file)
         else:
             work = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=f".{out.name}.fp32-"))
             try:
-                export_onnx(source, work / "model.onnx", dynamo)
+                export_onnx(source, work / "model.onnx")
                 convert = {"fp16": onnx_quantize.to_fp16, "dynamic-int8": onnx_quantize.to_dynamic_int8,
                            "int8": lambda a, b: onnx_quantize.to_weight_only(a, b, 8),
                            "int4": lambda a, b: onnx_quantize.to_weight_only(a, b, 4)}[dtype]

@@ -25,10 +25,9 @@ from . import GGUF_DTYPES, ONNX_DTYPES
               help="Reload the artifact and compare it with torch: fail beyond the dtype's tolerance, only warn, "
                    "or skip.")
 @click.option("--threads", type=int, default=None, help="Threads for quantization and verification.")
-@click.option("--dynamo", is_flag=True, help="ONNX: use torch.onnx's dynamo exporter (slower).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def export(pruned_dir, fmt, dtype, out, strict, parity_mode, threads, dynamo, overwrite, as_json):
+def export(pruned_dir, fmt, dtype, out, strict, parity_mode, threads, overwrite, as_json):
     """Export PRUNED_DIR to GGUF or ONNX, reload it in its runtime and check parity
     with the torch model (top-1 agreement, KL, logit difference, perplexity ratio).
 
@@ -37,7 +36,7 @@ def export(pruned_dir, fmt, dtype, out, strict, parity_mode, threads, dynamo, ov
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     result = run_export(pruned_dir, fmt, dtype, out, strict=strict, overwrite=overwrite, parity=parity_mode,
-                        threads=threads, dynamo=dynamo)
+                        threads=threads)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

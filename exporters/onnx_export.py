@@ -74,8 +74,9 @@ def dynamic_axes(n_layers: int) -> dict[str, dict[int, str]]:
 
 
 def export_onnx(source: Source, out_file: Path, dynamo: bool = False) -> None:
-    """Write `out_file` (+ DATA_FILE beside it) in fp32. TorchScript tracing is the default:
-    measured several times faster than the dynamo exporter here (bench/results/export.md)."""
+    """Write `out_file` (+ DATA_FILE beside it) in fp32 by TorchScript tracing. `dynamo` (torch.onnx's
+    newer exporter) is kept for bench/export_smollm2.py only: on SmolLM2-135M it took 5x longer and its
+    graph's decode path did not reproduce torch's greedy generation (BENCHMARKS.md)."""
     model = source.model.eval()  # loaded in float32 already
     model.config.use_cache = True
     wrapper = DecoderWithCache(model)

@@ -25,7 +25,7 @@ MAX_PARITY_TOKENS = 192
 @dataclass(frozen=True)
 class Tolerance:
     """Bounds on the parity figures; set from measurements on SmolLM2-135M (dense and pruned)
-    and tiny random models, with margin (bench/results/export.md)."""
+    and tiny random models, with margin (BENCHMARKS.md, export)."""
     min_top1: float
     max_kl_mean: float  # nats
     max_ppl_drift: float  # |ppl ratio - 1|
@@ -42,7 +42,7 @@ TOLERANCES = {
     # 6/5/4-bit weights
     "q6_k": Tolerance(0.85, 6e-2, 0.15), "q5_k_m": Tolerance(0.80, 0.1, 0.25),
     "q4_k_m": Tolerance(0.75, 0.25, 0.30),
-    "int4": Tolerance(0.60, 0.50, 0.60),  # true 4-bit everywhere (q4_k_m is mostly q5_0 on SmolLM2's widths)
+    "int4": Tolerance(0.70, 0.25, 0.35),  # 4-bit with 8-bit output/v/down (q4_k_m is mostly q5_0 on SmolLM2)
 }
 EXACT_DTYPES = {"f32", "fp32", "f16", "fp16"}  # greedy generation is expected to match torch
 
