@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 import shutil
 import tempfile
 import time
@@ -119,13 +120,10 @@ def _export_gguf(source, dtype: str, out: Path, strict: bool, parity_mode: str, 
             arch = write_gguf(source, artifact, dtype)
         export_s = time.perf_counter() - start
         types = tensor_types(artifact)
-        counts = {}
-        for t in types.values():
-            counts[t] = counts.get(t, 0) + 1
         stored_fallbacks = [f"{f.tensor}: row length {f.row_length} -> stored as {types.get(f.tensor, '?')} "
                             f"instead of {f.wanted}" for f in fallbacks]
         result = _finish(source, artifact, "gguf", dtype, "llama.cpp", arch, export_s, parity_mode, threads,
-                         fallbacks=stored_fallbacks, tensor_types=counts)
+                         fallbacks=stored_fallbacks, tensor_types=dict(Counter(types.values())))
         os.replace(artifact, out)
         result.path = out
         return result
