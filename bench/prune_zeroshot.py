@@ -1,0 +1,113 @@
+"""Zero-shot accuracy of pruned SmolLM2-135M: GPrune vs magnitude, wanda-sp and flap (issue 4).
+
+    python bench/prune_zeroshot.py --out bench/results/prune_zeroshot.jsonl --limit 100
+    python bench/prune_zeroshot.py --out bench/results/prune_zeroshot.jsonl --table
+
+Models are pruned in memory exactly as prune_grid's main runs (align 32, seed 0, calib wiki,news,code,
+16 x 256-token windows per source, read from the calibration cache) and scored with the project's
+harness (runtime_checks.accuracy) on the torch backend. One JSON line per (method, sparsity) is
+appended as it finishes; pairs already in the file are skipped, so a rerun resumes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from gprune.budget import prunable_params
+from gprune.loading import builtin_hf_dir, load_model
+from gprune.methods import get_method
+from gprune.recipe import PruneRecipe
+from gprune.surgery import resize
+from prune_grid import BASELINES, CALIB, SPARSITIES  # bench/ is on sys.path when run as a script
+from runtime_checks.accuracy import evaluate
+from runtime_checks.backends.torch_backend import TorchBackend
+from runtime_checks.tasks import CHANCE
+
+TASKS = ["arc_easy", "piqa", "hellaswag", "lambada"]
+METHODS = ["dense", "gprune", *reversed(BASELINES)]  # dense, gprune, flap, wanda-sp, magnitude
+
+
+def read_rows(path: str) -> list[dict]:
+    p = Path(path)
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+
+def score(model, tokenizer, limit: int) -> dict:
+    result = evaluate(TorchBackend("in-memory", model=model, tokenizer=tokenizer), tokenizer, TASKS, limit=limit, seed=0)
+    return {t: r.to_dict() for t, r in result["tasks"].items()}
+
+
+def run(args) -> None:
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_model(str(builtin_hf_dir()))
+    done = {(r["method"], r["sparsity"]) for r in read_rows(args.out)}
+    todo = [("dense", 0.0)] * ("dense" in args.methods) + [(m, s) for s in args.sparsities for m in args.methods
+                                                           if m != "dense"]
+    with open(args.out, "a") as f:
+        for method, sparsity in todo:
+            if (method, sparsity) in done:
+                continue
+            t = time.perf_counter()
+            pruned, achieved = model, 0.0
+            if method != "dense":
+                recipe = PruneRecipe(model="smollm2-135m", method=method, sparsity=sparsity, align=32, seed=0,
+                                     metric="flap", calib=CALIB, n_samples=16, seq_len=256)
+                pruned = resize(model, get_method(method)(model, tokenizer, recipe).keep)
+                achieved = round(1 - prunable_params(pruned.config) / prunable_params(model.config), 4)
+            prune_s = time.perf_counter() - t
+            t = time.perf_counter()
+            tasks = score(pruned, tokenizer, args.limit)
+            row = {"method": method, "sparsity": sparsity, "achieved": achieved, "limit": args.limit,
+                   "tasks": tasks, "prune_s": round(prune_s, 1), "eval_s": round(time.perf_counter() - t, 1)}
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            print(method, sparsity, {k: round(v["primary"], 3) for k, v in tasks.items()}, f"{row['eval_s']}s",
+                  flush=True)
+
+
+def table(path: str) -> str:
+    rows = read_rows(path)
+    rows.sort(key=lambda r: (r["sparsity"], METHODS.index(r["method"]) if r["method"] in METHODS else -1))
+    metric = {t: next(r["tasks"][t]["metric"] for r in rows) for t in TASKS}
+    head = ["method", "sparsity (achieved)", *[f"{t} ({metric[t]})" for t in TASKS], "mean"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        vals = [r["tasks"][t]["primary"] for t in TASKS]
+        sp = "0 (dense)" if r["method"] == "dense" else f"{r['sparsity']:.2f} ({r['achieved']:.3f})"
+        out.append(f"| {r['method']} | {sp} | " + " | ".join(f"{v:.3f}" for v in vals)
+                   + f" | {sum(vals) / len(vals):.3f} |")
+    n = {t: rows[0]["tasks"][t]["n"] for t in TASKS}
+    dense = next((r for r in rows if r["method"] == "dense"), rows[0])
+    out.append("| chance | | " + " | ".join(f"{CHANCE[t]:.2f}" for t in TASKS)
+               + f" | {sum(CHANCE[t] for t in TASKS) / len(TASKS):.3f} |")
+    # binomial SE: at the dense accuracy, and the largest possible (p = 0.5)
+    out.append("| stderr (dense p) | | " + " | ".join(f"{dense['tasks'][t]['stderr']:.3f}" for t in TASKS) + " | |")
+    out.append("| stderr (max, p=.5) | | " + " | ".join(f"{math.sqrt(0.25 / max(n[t] - 1, 1)):.3f}" for t in TASKS)
+               + " | |")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="jsonl to append to (and to read for --table / resume)")
+    ap.add_argument("--limit", type=int, default=100, help="questions per task (fixed seed 0)")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated; 'dense' = the unpruned model")
+    ap.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
+    args = ap.parse_args()
+    if args.table:
+        print(table(args.out))
+        return
+    args.methods = args.methods.split(",")
+    args.sparsities = [float(s) for s in args.sparsities.split(",")]
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
