@@ -13,6 +13,7 @@ SPARSITY_HELP = ("Share of prunable parameters to remove, in [0, 1). Prunable me
                  "(q, k, v, o) and FFN (gate, up, down) weights of the decoder layers; embeddings, "
                  "norms and the output layer are kept.")
 
+METHODS = ["gprune", "flap", "wanda-sp", "magnitude", "random"]
 
 # Commands that live in the other packages, imported only when used (the CLI composes the pipeline).
 PIPELINE_COMMANDS = {"export": "exporters.cli", "verify": "runtime_checks.cli"}
@@ -81,7 +82,7 @@ def _parse_options(pairs) -> dict:
 @cli.command()
 @click.option("--model", "-m", default=None, help="Model to prune [default: smollm2-135m].")
 @click.option("--method", default="gprune", show_default=True,
-              type=click.Choice(["gprune", "flap", "wanda-sp", "magnitude", "random"]),
+              type=click.Choice(METHODS),
               help="gprune: generalization-aware (multi-distribution calibration, measured-cost allocation); "
                    "flap, wanda-sp, magnitude, random: baselines.")
 @click.option("--metric", default="flap", show_default=True, type=click.Choice(["wanda-sp", "flap"]),
@@ -143,7 +144,7 @@ def prune(model, method, metric, sparsity, align, calib, n_samples, seq_len, see
 @click.option("--target", "-t", default=None,
               help="Device target: a built-in profile (browser, laptop-cpu, phone, raspberry-pi) or a profile .json.")
 @click.option("--model", "-m", default=None, help="Model to build for the target [default: smollm2-135m].")
-@click.option("--method", default=None, help="Pruning method [default: gprune].")
+@click.option("--method", default=None, type=click.Choice(METHODS), help="Pruning method [default: gprune].")
 @click.option("--sparsity", "-s", type=float, default=None, help=SPARSITY_HELP + " [default: the target's]")
 @click.option("--limit", type=int, default=None, help="Questions per zero-shot task in verification [100].")
 @click.option("--pairs", type=int, default=None, help="Alternating pruned/dense speed pairs [7].")
