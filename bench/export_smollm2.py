@@ -19,7 +19,7 @@ import onnx
 from exporters import export
 from exporters.onnx_export import export_onnx
 from exporters.source import load_source
-from exporters.verify import verify
+from runtime_checks.export_parity import verify
 from runtime_checks.backends import load_backend
 from runtime_checks.backends.torch_backend import TorchBackend
 

@@ -25,7 +25,7 @@ for device in sys.argv[1:]:
     out = Path(f"/tmp/out-{device}")
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
-    cmd = [sys.executable, "-m", "gprune.cli", "prune", "--model", str(model_dir), "--method", "gprune", "--sparsity", "0.35",
+    cmd = [sys.executable, "-m", "gprune_edge", "prune", "--model", str(model_dir), "--method", "gprune", "--sparsity", "0.35",
            "--calib", "wiki,news,code", "--device", device, "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GPRUNE_CACHE": f"/tmp/cache-{device}"})
     print(device, "rc", done.returncode, "wall", round(time.perf_counter() - t, 1), done.stdout[-400:], done.stderr[-1500:])

@@ -21,7 +21,7 @@ import time
 CHILD = r"""
 import json, resource, sys, time, torch
 from gprune.calibration import CalibConfig, calibration_windows, collect
-from gprune.loading import builtin_hf_dir, load_model
+from edgecore.loading import builtin_hf_dir, load_model
 torch.set_num_threads(int(sys.argv[3]))
 model, tok = load_model(str(builtin_hf_dir()))
 cfg = CalibConfig(n_samples=int(sys.argv[1]), seq_len=int(sys.argv[2]))
@@ -67,7 +67,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         cache = os.path.join(tmp, "cache")
         for sparsity in ("0.35", "0.5"):
-            cmd = [sys.executable, "-m", "gprune.cli", "prune", "--method", "gprune", "-s", sparsity,
+            cmd = [sys.executable, "-m", "gprune_edge", "prune", "--method", "gprune", "-s", sparsity,
                    "--n-samples", str(args.n_samples), "--seq-len", str(args.seq_len),
                    "--option", f"calib_cache={cache}", "--out", os.path.join(tmp, f"out{sparsity}")]
             out[f"prune_{sparsity}"] = {**child_run(cmd, env), "command": " ".join(cmd[1:]).replace(tmp, "$TMP")}

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from gprune import textdata
-from gprune.budget import prunable_params
-from gprune.loading import builtin_hf_dir, load_model
+from edgecore import textdata
+from edgecore.params import prunable_params
+from edgecore.loading import builtin_hf_dir, load_model
 from gprune.methods import get_method
 from gprune.recipe import PruneRecipe
 from gprune.surgery import resize

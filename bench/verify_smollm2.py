@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from gprune.loading import builtin_gguf, builtin_hf_dir
+from edgecore.loading import builtin_gguf, builtin_hf_dir
 from runtime_checks.report import footprint_rows, perplexity_rows, speed_rows, _table
 from runtime_checks.speed import SpeedSettings
 from runtime_checks.verify import VerifySettings, verify

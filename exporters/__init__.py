@@ -16,8 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gprune.errors import GPruneError
-from gprune.output_dir import atomic_dir, check_writable
+from edgecore.errors import GPruneError
+from edgecore.outputs import atomic_dir, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def export(pruned_dir, format: str, dtype: str, out, *, strict: bool = False, ov
     GPruneError, leaving nothing at `out`, when it is beyond the tolerance for its dtype; "warn"
     measures and only warns (for models whose own predictions are chaotic, where any rounding
     moves the argmax); "off" skips the check."""
-    from .source import load_source
+    from exporters.source import load_source
 
     check_request(format, dtype)
     if parity not in PARITY_MODES:
@@ -79,7 +79,7 @@ def export(pruned_dir, format: str, dtype: str, out, *, strict: bool = False, ov
 
 def _finish(source, artifact: Path, fmt: str, dtype: str, runtime: str, arch: str, export_s: float,
             parity_mode: str, threads, **extra) -> ExportResult:
-    from .verify import check_tolerance, verify
+    from runtime_checks.export_parity import check_tolerance, verify
 
     start = time.perf_counter()
     parity, matches = {}, False
@@ -97,8 +97,8 @@ def _finish(source, artifact: Path, fmt: str, dtype: str, runtime: str, arch: st
 
 
 def _export_gguf(source, dtype: str, out: Path, strict: bool, parity_mode: str, threads) -> ExportResult:
-    from .gguf_quantize import QUANT_TYPES, predict_fallbacks, quantize_gguf, tensor_types, warn_fallbacks
-    from .gguf_writer import gguf_arch, gguf_tensors, write_gguf
+    from exporters.gguf_quantize import QUANT_TYPES, predict_fallbacks, quantize_gguf, tensor_types, warn_fallbacks
+    from exporters.gguf_writer import gguf_arch, gguf_tensors, write_gguf
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -132,8 +132,8 @@ def _export_gguf(source, dtype: str, out: Path, strict: bool, parity_mode: str, 
 
 
 def _export_onnx(source, dtype: str, out: Path, parity_mode: str, threads) -> ExportResult:
-    from . import onnx_quantize
-    from .onnx_export import export_onnx
+    from exporters import onnx_quantize
+    from exporters.onnx_export import export_onnx
 
     with atomic_dir(out, overwrite=True) as tmp:  # check_writable already enforced `overwrite`
         start = time.perf_counter()

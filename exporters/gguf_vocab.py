@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gguf
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import torch
 import gguf
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 
-from .gguf_vocab import add_tokenizer
-from .source import Source
+from exporters.gguf_vocab import add_tokenizer
+from exporters.source import Source
 
 DIRECT_TYPES = {  # dtype -> (tensor type of 2-D weights, GGUF file type)
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from .source import Source
+from exporters.source import Source
 
 OPSET = 17
 DATA_FILE = "model.onnx_data"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from .onnx_export import DATA_FILE
+from exporters.onnx_export import DATA_FILE
 
 BLOCK_SIZE = 32  # weights share one scale per 32 inputs: every hidden size / FFN width here is a multiple
 

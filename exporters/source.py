@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from gprune.errors import GPruneError
-from gprune.families import Family, LayerShape, family_of, is_uniform, layer_shapes
-from gprune.loading import load_config, load_model
+from edgecore.errors import GPruneError
+from edgecore.families import Family, LayerShape, family_of, is_uniform, layer_shapes
+from edgecore.loading import load_config, load_model
 
 
 @dataclass

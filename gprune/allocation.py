@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from .budget import kv_group_params, layer_params, neuron_params
-from .families import LayerShape
-from .surgery import LayerKeep, aligned_width
+from edgecore.params import kv_group_params, layer_params, neuron_params
+from edgecore.families import LayerShape
+from gprune.surgery import LayerKeep, aligned_width
 
 
 def uniform_counts(shapes: list[LayerShape], hidden: int, qkv_bias: bool, sparsity: float,
@@ -58,7 +58,7 @@ def max_sparsity(shapes: list[LayerShape], hidden: int, qkv_bias: bool, align: i
 
 
 def check_reachable(shapes: list[LayerShape], hidden: int, qkv_bias: bool, sparsity: float, align: int) -> None:
-    from .errors import GPruneError
+    from edgecore.errors import GPruneError
 
     top = max_sparsity(shapes, hidden, qkv_bias, align)
     if sparsity > top:

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
-from . import textdata
-from .errors import GPruneError
-from .families import family_of
-from .registry import cache_dir
-from .stats import ChannelStats
+from edgecore import textdata
+from edgecore.errors import GPruneError
+from edgecore.families import family_of
+from edgecore.outputs import write_atomic
+from edgecore.pinned import cache_dir
+from gprune.stats import ChannelStats
 
 CACHE_VERSION = 1
 DEFAULT_SOURCES = ("wiki", "news", "code")  # offline, so `prune --method gprune` needs no data options
@@ -119,8 +120,7 @@ def _sample_positions(n_tokens: int, k: int, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def _run_layer(layer, family, batches, positions: torch.Tensor) -> tuple[LayerCalib, list]:
     """Run one layer over a dataset's batches, collecting its statistics; returns the new hidden states."""
-    _, _, _, o_proj = family.attention(layer)
-    _, _, down_proj = family.ffn(layer)
+    o_proj, down_proj = family.o_proj(layer), family.down_proj(layer)
     down = ChannelStats.zeros(down_proj.in_features)
     o = ChannelStats.zeros(o_proj.in_features)
     samples = {"down": [], "o": [], "mid": []}
@@ -144,7 +144,7 @@ def _run_layer(layer, family, batches, positions: torch.Tensor) -> tuple[LayerCa
         samples["mid"].append(picked(args[0]).pow(2).sum(-1))
 
     handles = [down_proj.register_forward_pre_hook(on_down), o_proj.register_forward_pre_hook(on_o),
-               layer.post_attention_layernorm.register_forward_pre_hook(on_mid)]
+               family.post_attention_norm(layer).register_forward_pre_hook(on_mid)]
     outputs, out_sq = [], []
     try:
         for hidden, kwargs in batches:
@@ -193,7 +193,7 @@ def model_fingerprint(model) -> str:
     """Cheap identity of the weights: config plus a checksum of a few tensors."""
     family = family_of(model.config)
     layers = family.decoder_layers(model)
-    probes = [family.ffn(layers[0])[2].weight, family.ffn(layers[-1])[0].weight, family.attention(layers[0])[3].weight]
+    probes = [family.down_proj(layers[0]).weight, family.module(layers[-1], "gate_proj").weight, family.o_proj(layers[0]).weight]
     h = hashlib.sha1(model.config.to_json_string(use_diff=False).encode())
     for p in (t.detach() for t in probes):
         h.update(f"{float(p.double().sum()):.10e},{float(p.double().abs().sum()):.10e}".encode())
@@ -206,7 +206,7 @@ def cache_key(model, cfg: CalibConfig) -> str:
     return hashlib.sha1(spec.encode()).hexdigest()[:20]
 
 
-def save(calib: Calibration, path: Path) -> None:
+def save_calibration(calib: Calibration, path: Path) -> None:
     tensors = {}
     for i, row in enumerate(calib.layers):
         for d, c in enumerate(row):
@@ -215,12 +215,9 @@ def save(calib: Calibration, path: Path) -> None:
             tensors.update(c.o.to_tensors(f"{p}.o"))
             tensors.update({f"{p}.down_sample": c.down_sample, f"{p}.o_sample": c.o_sample,
                             f"{p}.mid_sqnorm": c.mid_sqnorm, f"{p}.out_sqnorm": c.out_sqnorm})
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f"stats.safetensors.tmp{os.getpid()}"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path / "stats.safetensors")
-    (path / "meta.json").write_text(json.dumps({"sources": calib.sources, "layers": len(calib.layers),
-                                                "timing": calib.timing}, indent=2))
+    write_atomic(path / "stats.safetensors", save({k: v.contiguous() for k, v in tensors.items()}))
+    write_atomic(path / "meta.json", json.dumps({"sources": calib.sources, "layers": len(calib.layers),
+                                                 "timing": calib.timing}, indent=2))
 
 
 def load(path: Path) -> Calibration:
@@ -244,8 +241,8 @@ def calibrate(model, tokenizer, cfg: CalibConfig, cache: Path | None = None, dev
     if (path / "meta.json").exists() and (path / "stats.safetensors").exists():
         try:
             return load(path)
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, SafetensorError):
             pass  # a damaged cache is recomputed
     calib = collect(model, calibration_windows(tokenizer, cfg), cfg, device)
-    save(calib, path)
+    save_calibration(calib, path)
     return calib

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .surgery import aligned_width
+from gprune.surgery import aligned_width
 
 
 @dataclass

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from .errors import GPruneError
-from .families import LayerShape
-from .stats import ChannelStats
+from edgecore.errors import GPruneError
+from edgecore.families import LayerShape
+from gprune.stats import ChannelStats
 
 METRICS = ("wanda-sp", "flap")
 
@@ -34,11 +34,11 @@ def group_channels(family, shape: LayerShape, channel: torch.Tensor) -> torch.Te
 
 
 def ffn_scores(family, layer, stats: ChannelStats, metric: str) -> torch.Tensor:
-    return channel_scores(family.ffn(layer)[2].weight, stats, metric)
+    return channel_scores(family.down_proj(layer).weight, stats, metric)
 
 
 def kv_scores(family, layer, shape: LayerShape, stats: ChannelStats, metric: str) -> torch.Tensor:
-    return group_channels(family, shape, channel_scores(family.attention(layer)[3].weight, stats, metric))
+    return group_channels(family, shape, channel_scores(family.o_proj(layer).weight, stats, metric))
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""`prune`: the library call behind `gprune-edge prune`."""
+"""The pruning verbs. `prune_model` is the one path from a recipe to a pruned model, in
+memory; `prune` is the file-to-file call behind `gprune-edge prune`."""
 
 from __future__ import annotations
 
@@ -7,20 +8,38 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from . import __version__
-from .budget import check_sparsity, prunable_params
-from .checkpoint import save_pruned
-from .diagnostics import PLOT_FILE, render_plot
-from .families import layer_shapes
-from .loading import load_config, load_model
-from .methods import get_method
-from .output_dir import check_writable
-from .recipe import PruneRecipe
-from .surgery import check_alignment, resize
+from edgecore.checkpoint import save_checkpoint
+from edgecore.devices import pick_device
+from edgecore.families import family_of, layer_shapes
+from edgecore.loading import load_config, load_model
+from edgecore.outputs import check_writable
+from edgecore.params import prunable_params
+from gprune.allocation import check_reachable
+from gprune.calibration import Calibration, calibrate
+from gprune.diagnostics import PLOT_FILE, render_plot
+from gprune.methods import PrunePlan, planner
+from gprune.recipe import RECIPE_FILE, PruneRecipe
+from gprune.surgery import check_alignment, resize
 
 SUMMARY_FILE = "prune_summary.json"
+
+
+def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration | None = None,
+                calib_cache: str | Path | None = None):
+    """(pruned model, plan): `model` pruned as `recipe` says; `model` itself is left untouched.
+
+    Methods that read activations calibrate on `recipe.calib` unless `calibration` is given
+    (statistics are cached under `calib_cache`, default the user cache). Calibration moves one
+    layer at a time to `recipe.device`."""
+    shapes = layer_shapes(model.config)
+    check_alignment(shapes, recipe.align)
+    check_reachable(shapes, model.config.hidden_size, family_of(model.config).qkv_bias, recipe.sparsity,
+                    recipe.align)
+    if recipe.method.calibrated and calibration is None:
+        calibration = calibrate(model, tokenizer, recipe.calib_config(), Path(calib_cache) if calib_cache else None,
+                                pick_device(recipe.device))
+    plan: PrunePlan = planner(recipe.method)(model, recipe, calibration if recipe.method.calibrated else None)
+    return resize(model, plan.keep), plan
 
 
 @dataclass
@@ -34,22 +53,16 @@ class PruneResult:
         return 1 - self.prunable_after / self.prunable_before
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False) -> PruneResult:
-    """Prune `recipe.model` as the recipe says and write the pruned checkpoint to `out`."""
-    check_sparsity(recipe.sparsity)
-    plan_fn = get_method(recipe.method)
-    check_writable(out, overwrite)  # fail before the slow part
+def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False,
+          calib_cache: str | Path | None = None) -> PruneResult:
+    """Prune `recipe.model` as the recipe says and write the pruned checkpoint to `out`: model,
+    tokenizer, recipe.json, prune_summary.json and prune_plot.png."""
+    pick_device(recipe.device)  # fail before the slow part
+    check_writable(out, overwrite)
     check_alignment(layer_shapes(load_config(recipe.model, recipe.trust_remote_code)), recipe.align)
     started = time.perf_counter()
     model, tokenizer = load_model(recipe.model, trust_remote_code=recipe.trust_remote_code)
-    plan = plan_fn(model, tokenizer, recipe)
-    pruned = resize(model, plan.keep)  # methods move one layer at a time to recipe.device
+    pruned, plan = prune_model(model, tokenizer, recipe, calib_cache=calib_cache)
     before, after = prunable_params(model.config), prunable_params(pruned.config)
     summary = {
         "prunable_params_before": before,
@@ -60,7 +73,7 @@ def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False) -> Prun
         "seconds": round(time.perf_counter() - started, 2),
         "diagnostics": plan.diagnostics,
     }
-    recipe_json = {**recipe.to_dict(), "gprune_edge_version": __version__}
-    save_pruned(pruned, tokenizer, out, recipe_json, overwrite,
-                extra_files={SUMMARY_FILE: json.dumps(summary, indent=2) + "\n", PLOT_FILE: render_plot(summary)})
+    save_checkpoint(pruned, tokenizer, out, overwrite, extra_files={
+        RECIPE_FILE: recipe.to_json(), SUMMARY_FILE: json.dumps(summary, indent=2) + "\n",
+        PLOT_FILE: render_plot(summary)})
     return PruneResult(Path(out), before, after)

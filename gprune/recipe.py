@@ -1,46 +1,116 @@
-"""The recipe: one typed, JSON-serializable description of a pruning run, saved
-as recipe.json with every output so the run can be repeated from its folder."""
+"""The recipe: one typed, JSON-serializable description of a pruning run, saved as
+recipe.json with every output so the run can be repeated from its folder. It holds the
+run's settings and the chosen method's typed config:
+
+    {"version": 2, "model": "smollm2-135m", "sparsity": 0.2, ..., "method": {"name": "gprune", "lam": 1.0, ...}}
+
+Recipes of the previous layout ("method": "gprune", "metric": ..., "options": {...}) are
+converted on load."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import GPruneError
+from edgecore import __version__
+from edgecore.errors import GPruneError
+from edgecore.loading import DEFAULT_MODEL
+from edgecore.typed_config import TypedConfig
+from gprune.calibration import DEFAULT_SOURCES, CalibConfig, parse_sources
+from gprune.methods.configs import GPruneConfig, MethodConfig, method_config
+
+RECIPE_VERSION = 2
+RECIPE_FILE = "recipe.json"
+MAX_SEQ_LEN = 8192  # calibration windows longer than this only exhaust memory
 
 
 @dataclass
-class PruneRecipe:
-    model: str = "smollm2-135m"  # built-in name, HF directory, .gguf file or hub id
-    method: str = "gprune"
+class PruneRecipe(TypedConfig):
+    model: str = DEFAULT_MODEL  # built-in name, HF directory, .gguf file or hub id
     sparsity: float = 0.3  # share of prunable (decoder attention + FFN) parameters removed
     align: int = 32  # FFN widths are rounded to a multiple of this
     seed: int = 0
     device: str = "auto"  # "auto" takes CUDA when present
     trust_remote_code: bool = False
-    # calibration (methods that read activations: wanda-sp, flap, gprune)
-    calib: list = field(default_factory=lambda: ["wiki", "news", "code"])  # text sources, see gprune.textdata
+    # calibration (methods that read activations: gprune, flap, wanda-sp)
+    calib: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))  # text sources, see edgecore.textdata
     n_samples: int = 32  # windows per source
     seq_len: int = 256  # tokens per window
-    metric: str = "flap"  # gprune's base metric: wanda-sp or flap
-    options: dict = field(default_factory=dict)  # method-specific settings
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    method: MethodConfig = field(default_factory=GPruneConfig)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PruneRecipe":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known - {"gprune_edge_version"})
-        if unknown:
-            raise GPruneError(f"recipe has unknown keys: {', '.join(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def describe(cls) -> str:
+        return "recipe"
+
+    def _where(self, name: str) -> str:
+        return f"recipe field {name!r}"
+
+    def validate(self) -> None:
+        if not isinstance(self.method, MethodConfig):
+            raise GPruneError(f"recipe field 'method' must be a method config, got {self.method!r}")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise GPruneError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if self.align < 1:
+            raise GPruneError(f"alignment must be a positive integer, got {self.align}")
+        if self.n_samples < 1:
+            raise GPruneError(f"n_samples (calibration windows per source) must be at least 1, got {self.n_samples}")
+        if not 1 <= self.seq_len <= MAX_SEQ_LEN:
+            raise GPruneError(f"seq_len (tokens per calibration window) must be in [1, {MAX_SEQ_LEN}], "
+                              f"got {self.seq_len}")
+        self.calib = list(parse_sources(self.calib))
+
+    def calib_config(self) -> CalibConfig:
+        return CalibConfig(sources=tuple(self.calib), n_samples=self.n_samples, seq_len=self.seq_len, seed=self.seed)
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data["method"] = {"name": self.method.name, **self.method.to_dict()}
+        return {"version": RECIPE_VERSION, **data}
+
+    def to_json(self) -> str:
+        return json.dumps({**self.to_dict(), "gprune_edge_version": __version__}, indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict, what: str | None = None) -> "PruneRecipe":
+        if not isinstance(data, dict):
+            raise GPruneError(f"{what or 'recipe'} must be a mapping, got {data!r}")
+        data = {k: v for k, v in data.items() if k != "gprune_edge_version"}
+        version = data.pop("version", 1)
+        if version == 1:
+            data = _from_v1(data)
+        elif version != RECIPE_VERSION:
+            raise GPruneError(f"recipe version {version!r} is not supported (this gprune-edge reads 1 and 2)")
+        method = data.pop("method", {"name": GPruneConfig.name})
+        if not isinstance(method, dict) or "name" not in method:
+            raise GPruneError('recipe field "method" must be a mapping with a "name", e.g. {"name": "flap"}')
+        options = {k: v for k, v in method.items() if k != "name"}
+        return super().from_dict({**data, "method": method_config(method["name"], options)}, what)
 
     @classmethod
     def load(cls, path: str | Path) -> "PruneRecipe":
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise GPruneError(f"{path}: cannot read recipe ({e})") from None
+        return cls.from_dict(data, f"recipe {path}")
+
+
+V1_ONLY = {"metric", "options"}
+RUNTIME_OPTIONS = {"calib_cache"}  # v1 kept the calibration cache folder among the options; it is not a setting
+
+
+def _from_v1(data: dict) -> dict:
+    """A recipe of the first layout (method name, top-level metric, untyped options) in the current one."""
+    data = dict(data)
+    name = data.pop("method", GPruneConfig.name)
+    metric = data.pop("metric", None)
+    options = {k: v for k, v in (data.pop("options", None) or {}).items() if k not in RUNTIME_OPTIONS}
+    if name == GPruneConfig.name and metric is not None:
+        options["metric"] = metric
+    try:
+        method_config(name, options)
+    except GPruneError as e:
+        raise GPruneError(f"recipe of the previous layout cannot be converted ({e}); write it as "
+                          f'"method": {{"name": "{name}", OPTION: VALUE, ...}} with "version": {RECIPE_VERSION}') from None
+    return {**data, "method": {"name": name, **options}}

@@ -10,9 +10,9 @@ import torch
 from accelerate import init_empty_weights
 from torch import nn
 
-from .errors import GPruneError
-from .families import LayerShape, family_of, layer_shapes, pruned_config
-from .pruned_format import GPruneLlamaForCausalLM
+from edgecore.errors import GPruneError
+from edgecore.families import LayerShape, family_of, layer_shapes, pruned_config
+from edgecore.pruned_format import GPruneLlamaForCausalLM
 
 
 @dataclass
@@ -41,40 +41,30 @@ def aligned_width(target: float, align: int, full: int) -> int:
     return min(max(width, align), full)
 
 
-def _rows(w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    return w.index_select(0, idx).contiguous()
-
-
-def _cols(w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    return w.index_select(1, idx).contiguous()
-
-
-def _sliced_layer_state(family, layer: nn.Module, shape: LayerShape, keep: LayerKeep) -> dict[str, torch.Tensor]:
-    q, k, v, o = family.attention(layer)
-    gate, up, down = family.ffn(layer)
+def _sliced_layer_state(family, i: int, layer: nn.Module, shape: LayerShape,
+                        keep: LayerKeep) -> dict[str, torch.Tensor]:
+    """Layer i's tensors, under their state-dict names, holding only the kept units."""
     groups, neurons = keep.kv_groups.sort().values, keep.ffn.sort().values
     q_rows, kv_rows = family.query_rows(shape, groups), family.kv_rows(shape, groups)
-    out = {
-        "self_attn.q_proj.weight": _rows(q.weight, q_rows),
-        "self_attn.k_proj.weight": _rows(k.weight, kv_rows),
-        "self_attn.v_proj.weight": _rows(v.weight, kv_rows),
-        "self_attn.o_proj.weight": _cols(o.weight, q_rows),
-        "mlp.gate_proj.weight": _rows(gate.weight, neurons),
-        "mlp.up_proj.weight": _rows(up.weight, neurons),
-        "mlp.down_proj.weight": _cols(down.weight, neurons),
-        "input_layernorm.weight": layer.input_layernorm.weight,
-        "post_attention_layernorm.weight": layer.post_attention_layernorm.weight,
-    }
-    for name, proj, rows in (("q_proj", q, q_rows), ("k_proj", k, kv_rows), ("v_proj", v, kv_rows)):
-        if proj.bias is not None:
-            out[f"self_attn.{name}.bias"] = proj.bias.index_select(0, rows)
-    for name, proj, extra in (("self_attn.o_proj", o, keep.o_bias), ("mlp.down_proj", down, keep.down_bias)):
-        bias = proj.bias.detach().clone() if proj.bias is not None else None
+    # role -> (rows kept of its weight, columns kept, extra output bias from compensation)
+    cuts = {"q_proj": (q_rows, None, None), "k_proj": (kv_rows, None, None), "v_proj": (kv_rows, None, None),
+            "o_proj": (None, q_rows, keep.o_bias), "gate_proj": (neurons, None, None),
+            "up_proj": (neurons, None, None), "down_proj": (None, neurons, keep.down_bias)}
+    out = {}
+    for role, (rows, cols, extra) in cuts.items():
+        proj = family.module(layer, role)
+        w = proj.weight if rows is None else proj.weight.index_select(0, rows)
+        out[family.tensor_name(i, role)] = w if cols is None else w.index_select(1, cols)
+        bias = proj.bias
+        if bias is not None and rows is not None:
+            bias = bias.index_select(0, rows)
         if extra is not None:
-            bias = extra.to(o.weight) if bias is None else bias + extra.to(bias)
+            bias = extra.to(proj.weight) if bias is None else bias + extra.to(bias)
         if bias is not None:
-            out[f"{name}.bias"] = bias
-    return {k: t.detach().clone() for k, t in out.items()}
+            out[family.tensor_name(i, role, "bias")] = bias
+    for role in ("input_norm", "post_attention_norm"):
+        out[family.tensor_name(i, role)] = family.module(layer, role).weight
+    return {k: t.detach().clone().contiguous() for k, t in out.items()}
 
 
 @torch.no_grad()
@@ -96,9 +86,9 @@ def resize(model: nn.Module, keep: list[LayerKeep]) -> GPruneLlamaForCausalLM:
                            down_proj_bias=any(k.down_bias is not None for k in keep))
     state = {}
     for i, (layer, shape, k) in enumerate(zip(family.decoder_layers(model), shapes, keep)):
-        state.update({f"model.layers.{i}.{n}": t for n, t in _sliced_layer_state(family, layer, shape, k).items()})
+        state.update(_sliced_layer_state(family, i, layer, shape, k))
     for name, t in model.state_dict().items():
-        if not name.startswith("model.layers."):
+        if family.layer_of(name) is None:
             state[name] = t.detach().clone()
 
     with init_empty_weights(include_buffers=False):

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from gprune.textdata import eval_windows, load_documents
+from edgecore.textdata import eval_windows, load_documents
 
-from . import tasks as task_data
-from .loglik import encode_pair, score
+from runtime_checks import tasks as task_data
+from runtime_checks.loglik import encode_pair, score
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_WINDOWS = 16

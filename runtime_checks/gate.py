@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 
 
 def _mean_accuracy_drop(c: dict, run: dict):

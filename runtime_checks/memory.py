@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 
 
 def peak_rss(artifact, backend: str, threads: int | None = None, prompt_tokens: int = 64,

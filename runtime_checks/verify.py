@@ -14,19 +14,19 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from gprune.errors import GPruneError
-from gprune.loading import resolve
-from gprune.output_dir import atomic_dir, check_writable
-from gprune.textdata import eval_windows, load_documents
+from edgecore.errors import GPruneError
+from edgecore.loading import resolve
+from edgecore.outputs import atomic_dir, check_writable
+from edgecore.textdata import eval_windows, load_documents
 
-from . import accuracy, tasks
-from .artifact import describe
-from .backends import BACKEND_NAMES, backend_class, check_artifact, default_backend, load_backend
-from .compare import compare_runs
-from .environment import environment
-from .memory import peak_rss
-from .parity import compare_logits
-from .speed import SpeedSettings, compare_speed
+from runtime_checks import accuracy, tasks
+from runtime_checks.footprint import describe
+from runtime_checks.backends import BACKEND_NAMES, backend_class, check_artifact, default_backend, load_backend
+from runtime_checks.deltas import compare_runs
+from runtime_checks.environment import environment
+from runtime_checks.memory import peak_rss
+from runtime_checks.parity import compare_logits
+from runtime_checks.speed import SpeedSettings, compare_speed
 
 DEFAULT_DISTRIBUTIONS = ("wiki", "news", "science", "code")
 PARITY_SOURCE = "wiki"  # the fixed text: the first eval window of this distribution
@@ -135,8 +135,8 @@ def verify(artifact, baseline, out_dir, backends=None, baseline_backend: str | N
            tokenizer_from=None) -> dict:
     """run_verification, the gate when `thresholds` are given (gate.load_thresholds), then report.json,
     report.md and report.html written atomically to `out_dir`. report["gate"]["failures"] lists what failed."""
-    from . import gate
-    from .report import write_report
+    from runtime_checks import gate
+    from runtime_checks.report import write_report
 
     check_writable(out_dir, overwrite)  # fail before the slow part
     report = run_verification(artifact, baseline, backends, baseline_backend, settings, tokenizer_from)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gprune.checkpoint import save_pruned
+from edgecore.checkpoint import save_checkpoint
 from gprune.surgery import LayerKeep, keep_all, resize
 from tiny import tiny_model, tiny_tokenizer
 
@@ -24,5 +24,5 @@ def heterogeneous_keep(compensation: bool = False) -> list[LayerKeep]:
 def write_tiny(path, family: str = "llama", uniform: bool = False, compensation: bool = False):
     model = tiny_model(family)
     keep = keep_all(model.config) if uniform else heterogeneous_keep(compensation)
-    save_pruned(resize(model, keep), tiny_tokenizer(), path)
+    save_checkpoint(resize(model, keep), tiny_tokenizer(), path)
     return path

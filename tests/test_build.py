@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from gprune.cli import cli
+from gprune_edge.cli import cli
 from tiny import tiny_model, tiny_tokenizer
 
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 import gprune  # noqa: F401
-from gprune.cli import cli
-from gprune.loading import builtin_gguf
+from gprune_edge.cli import cli
+from edgecore.loading import builtin_gguf
 from tiny import tiny_model, tiny_tokenizer
 
 
@@ -140,7 +140,7 @@ def test_info_rejects_a_broken_gguf(tmp_path):
 
 
 def test_loading_a_gguf_file_matches_the_builtin_model(smollm2_dir):
-    from gprune.loading import load_model
+    from edgecore.loading import load_model
 
     from_gguf, _ = load_model(str(builtin_gguf()))
     from_dir, _ = load_model(str(smollm2_dir))

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from export_helpers import write_tiny
-from exporters.verify import check_tolerance
-from gprune.cli import cli
-from gprune.errors import GPruneError
+from runtime_checks.export_parity import check_tolerance
+from gprune_edge.cli import cli
+from edgecore.errors import GPruneError
 from runtime_checks.parity import compare_logits
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from export_helpers import write_tiny
 from exporters import export
-from exporters.verify import TOLERANCES
+from runtime_checks.export_parity import TOLERANCES
 
 
 def _reader_value(path, key):

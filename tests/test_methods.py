@@ -6,12 +6,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gprune.budget import neuron_params, prunable_params
+from edgecore.params import neuron_params, prunable_params
 from gprune.calibration import CalibConfig, collect
-from gprune.cli import cli
+from gprune_edge.cli import cli
 from gprune.methods import get_method
 from gprune.metrics import channel_scores, compensation_bias
-from gprune.modules import outliers, percentile_rank, unit_view
+from gprune.neuron_groups import outliers, percentile_rank, unit_view
 from gprune.recipe import PruneRecipe
 from gprune.stats import ChannelStats
 from gprune.surgery import resize

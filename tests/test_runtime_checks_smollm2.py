@@ -8,8 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from gprune.cli import cli
-from gprune.loading import builtin_gguf
+from gprune_edge.cli import cli
+from edgecore.loading import builtin_gguf
 from gprune.prune import prune
 from gprune.recipe import PruneRecipe
 from runtime_checks.backends import load_backend

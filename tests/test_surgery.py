@@ -1,6 +1,7 @@
 """Surgery and the pruned-model format on tiny random Llama, Mistral and Qwen2 models."""
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -9,10 +10,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import gprune  # noqa: F401  (registers the pruned format)
-from gprune.checkpoint import save_pruned
-from gprune.errors import GPruneError
-from gprune.families import layer_shapes
-from gprune.pruned_format import GPruneLlamaForCausalLM
+from edgecore.checkpoint import save_checkpoint
+from edgecore.errors import GPruneError
+from edgecore.families import layer_shapes
+from edgecore.pruned_format import GPruneLlamaForCausalLM
 from gprune.surgery import LayerKeep, aligned_width, check_alignment, keep_all, resize
 from tiny import random_ids, tiny_model, tiny_tokenizer
 
@@ -78,7 +79,7 @@ def test_compensation_bias_is_added_to_the_layer_output():
 def test_save_reload_with_the_package(tmp_path, family):
     model, ids = tiny_model(family), random_ids()
     pruned = resize(model, uneven_keep(model))
-    save_pruned(pruned, tiny_tokenizer(), tmp_path / "p", recipe={"method": "test"})
+    save_checkpoint(pruned, tiny_tokenizer(), tmp_path / "p", extra_files={"recipe.json": json.dumps({"method": "test"})})
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "p")
     assert isinstance(reloaded, GPruneLlamaForCausalLM)
     assert torch.equal(logits(reloaded, ids), logits(pruned, ids))
@@ -105,7 +106,7 @@ def test_reload_with_trust_remote_code_without_the_package(tmp_path):
     keep = uneven_keep(model)
     keep[0].o_bias = torch.full((64,), 0.1)
     pruned = resize(model, keep)
-    save_pruned(pruned, tiny_tokenizer(), tmp_path / "p")
+    save_checkpoint(pruned, tiny_tokenizer(), tmp_path / "p")
     torch.save(ids, tmp_path / "ids.pt")
     done = subprocess.run([sys.executable, "-c", REMOTE_CODE_SCRIPT, str(tmp_path / "p"), str(tmp_path / "ids.pt"),
                            str(tmp_path / "out.pt")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -118,7 +119,7 @@ def test_uniform_widths_are_saved_as_the_stock_architecture(tmp_path):
     model, ids = tiny_model("qwen2"), random_ids()
     keep = [LayerKeep(torch.arange(32), torch.tensor([1])) for _ in range(3)]
     pruned = resize(model, keep)
-    save_pruned(pruned, tiny_tokenizer(), tmp_path / "u")
+    save_checkpoint(pruned, tiny_tokenizer(), tmp_path / "u")
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "u")
     assert type(reloaded).__name__ == "Qwen2ForCausalLM" and reloaded.config.intermediate_size == 32
     assert not (tmp_path / "u" / "modeling_gprune.py").exists()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 from runtime_checks.tasks import CHANCE, TASK_NAMES, LastWord, MultipleChoice, load_task, score_multiple_choice
 
 SIZES = {"arc_easy": 570, "arc_challenge": 299, "piqa": 1838, "hellaswag": 10042, "winogrande": 1267,

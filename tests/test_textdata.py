@@ -7,9 +7,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from gprune import textdata as td
-from gprune.errors import GPruneError
-from gprune.registry import cache_dir
+from edgecore import textdata as td
+from edgecore.errors import GPruneError
+from edgecore.pinned import cache_dir
 
 
 @pytest.fixture(scope="module")

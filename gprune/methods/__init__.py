@@ -1,13 +1,14 @@
-"""Pruning methods. Each is `plan(model, tokenizer, recipe) -> PrunePlan`: it decides
-which units survive; surgery then cuts the rest."""
+"""Pruning methods. Each module holds `plan(model, recipe, calibration) -> PrunePlan`: it
+decides which units survive (calibration is None for methods that read no activations);
+surgery then cuts the rest. A method's options are its typed config (configs.py)."""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
 
-from ..errors import GPruneError
-from ..surgery import LayerKeep
+from gprune.methods.configs import METHOD_CONFIGS, METHOD_NAMES, MethodConfig, method_config
+from gprune.surgery import LayerKeep
 
 
 @dataclass
@@ -17,16 +18,19 @@ class PrunePlan:
 
 
 # name -> module holding its `plan` function, imported on use
-METHODS = {
-    "gprune": "gprune.methods.gprune",
+PLANNERS = {
+    "gprune": "gprune.methods.gprune_llm",
     "flap": "gprune.methods.flap",
     "wanda-sp": "gprune.methods.wanda_sp",
     "magnitude": "gprune.methods.magnitude",
     "random": "gprune.methods.random",
 }
+assert set(PLANNERS) == set(METHOD_CONFIGS)
 
 
-def get_method(name: str):
-    if name not in METHODS:
-        raise GPruneError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    return importlib.import_module(METHODS[name]).plan
+def planner(config: MethodConfig):
+    """The `plan` function of the method `config` configures."""
+    return importlib.import_module(PLANNERS[config.name]).plan
+
+
+__all__ = ["METHOD_CONFIGS", "METHOD_NAMES", "MethodConfig", "PrunePlan", "method_config", "planner"]

@@ -1,33 +1,16 @@
-"""Plumbing shared by the calibrated methods: calibration from the recipe,
-keep-sets from per-layer counts, FLAP bias compensation, diagnostics."""
+"""Plumbing shared by the calibrated methods: pooled statistics, keep-sets from per-layer
+counts, FLAP bias compensation, diagnostics."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from ..allocation import check_reachable, top_k
-from ..calibration import CalibConfig, Calibration, calibrate, parse_sources
-from ..families import family_of, layer_shapes
-from ..metrics import compensation_bias, removed_of
-from ..stats import merge_all
-from ..surgery import LayerKeep
-
-
-def check_budget(model, recipe) -> None:
-    family = family_of(model.config)
-    check_reachable(layer_shapes(model.config), model.config.hidden_size, family.qkv_bias, recipe.sparsity,
-                    recipe.align)
-
-
-def calibration(model, tokenizer, recipe) -> Calibration:
-    cfg = CalibConfig(sources=parse_sources(recipe.calib), n_samples=recipe.n_samples, seq_len=recipe.seq_len,
-                      seed=recipe.seed)
-    from ..prune import pick_device
-
-    cache = recipe.options.get("calib_cache")
-    return calibrate(model, tokenizer, cfg, Path(cache) if cache else None, pick_device(recipe.device))
+from edgecore.families import family_of, layer_shapes
+from gprune.allocation import top_k
+from gprune.calibration import Calibration
+from gprune.metrics import compensation_bias, removed_of
+from gprune.stats import merge_all
+from gprune.surgery import LayerKeep
 
 
 def pooled(calib: Calibration, i: int):
@@ -45,10 +28,11 @@ def keep_sets(model, ffn_keep: list[torch.Tensor], kv_keep: list[torch.Tensor], 
         keep = LayerKeep(f, g)
         if bias_comp and calib is not None:
             down_stats, o_stats = pooled(calib, i)
-            keep.down_bias = compensation_bias(family.ffn(layer)[2].weight, down_stats.mean, removed_of(f, shape.ffn))
+            keep.down_bias = compensation_bias(family.down_proj(layer).weight, down_stats.mean,
+                                               removed_of(f, shape.ffn))
             removed_groups = removed_of(g, shape.kv_heads)
             o_removed = family.query_rows(shape, removed_groups) if len(removed_groups) else removed_groups
-            keep.o_bias = compensation_bias(family.attention(layer)[3].weight, o_stats.mean, o_removed)
+            keep.o_bias = compensation_bias(family.o_proj(layer).weight, o_stats.mean, o_removed)
         out.append(keep)
     return out
 

@@ -1,18 +1,17 @@
-"""random: units drawn at random (seeded), uniform allocation per layer. The floor any
-method must beat."""
+"""random: units drawn at random (seeded by the recipe), uniform allocation per layer. The
+floor any method must beat. No options."""
 
 from __future__ import annotations
 
 import torch
 
-from ..allocation import uniform_counts
-from ..families import family_of, layer_shapes
-from . import PrunePlan
-from .common import check_budget, keep_sets, layer_diagnostics, top_by_counts
+from edgecore.families import family_of, layer_shapes
+from gprune.allocation import uniform_counts
+from gprune.methods import PrunePlan
+from gprune.methods.common import keep_sets, layer_diagnostics, top_by_counts
 
 
-def plan(model, tokenizer, recipe) -> PrunePlan:
-    check_budget(model, recipe)
+def plan(model, recipe, calib=None) -> PrunePlan:
     family, shapes = family_of(model.config), layer_shapes(model.config)
     g = torch.Generator().manual_seed(recipe.seed)
     ffn = [torch.rand(s.ffn, generator=g) for s in shapes]

@@ -1,27 +1,26 @@
 """wanda-sp: structured Wanda. A unit's score sums |W| x ||X|| over its output-projection
 weights (down_proj column, o_proj columns of its heads), on all calibration data pooled.
-Every layer loses the same share of parameters (uniform allocation)."""
+Every layer loses the same share of parameters (uniform allocation). Options: WandaSpConfig."""
 
 from __future__ import annotations
 
-from ..allocation import uniform_counts
-from ..families import family_of, layer_shapes
-from ..metrics import ffn_scores, kv_scores
-from . import PrunePlan
-from .common import calibration, check_budget, keep_sets, layer_diagnostics, pooled, top_by_counts
+from edgecore.families import family_of, layer_shapes
+from gprune.allocation import uniform_counts
+from gprune.methods import PrunePlan
+from gprune.methods.common import keep_sets, layer_diagnostics, pooled, top_by_counts
+from gprune.methods.configs import WandaSpConfig
+from gprune.metrics import ffn_scores, kv_scores
 
 
-def plan(model, tokenizer, recipe) -> PrunePlan:
-    check_budget(model, recipe)
+def plan(model, recipe, calib) -> PrunePlan:
+    cfg: WandaSpConfig = recipe.method
     family, shapes = family_of(model.config), layer_shapes(model.config)
-    calib = calibration(model, tokenizer, recipe)
-    layers = family.decoder_layers(model)
     ffn, kv = [], []
-    for i, (layer, shape) in enumerate(zip(layers, shapes)):
+    for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes)):
         down_stats, o_stats = pooled(calib, i)
         ffn.append(ffn_scores(family, layer, down_stats, "wanda-sp"))
         kv.append(kv_scores(family, layer, shape, o_stats, "wanda-sp"))
     counts = uniform_counts(shapes, model.config.hidden_size, family.qkv_bias, recipe.sparsity, recipe.align)
     ffn_keep, kv_keep = top_by_counts(ffn, kv, counts)
-    keep = keep_sets(model, ffn_keep, kv_keep, calib, bool(recipe.options.get("bias_comp", False)))
+    keep = keep_sets(model, ffn_keep, kv_keep, calib, cfg.bias_comp)
     return PrunePlan(keep, {"layers": layer_diagnostics(model, ffn_keep, kv_keep), "calibration": calib.timing})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 
 # name -> (module, class, the package it needs, how to install it)
 BACKENDS = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 
-from .base import Backend, GenerationTiming
+from runtime_checks.backends.base import Backend, GenerationTiming
 
 DEFAULT_N_CTX = 2048
 
@@ -58,7 +58,7 @@ class LlamaCppBackend(Backend):
     def score_continuations(self, items, max_length: int):
         """loglik.score with the context evaluated once per item and kept in the KV cache:
         each choice rewinds to the end of the context and evaluates only its own tokens."""
-        from ..loglik import fit, score_positions
+        from runtime_checks.loglik import fit, score_positions
 
         self._llm._logits_all = True
         results = []

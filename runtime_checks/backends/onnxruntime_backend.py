@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 
-from .base import Backend, GenerationTiming
+from runtime_checks.backends.base import Backend, GenerationTiming
 
 
 class OnnxRuntimeBackend(Backend):

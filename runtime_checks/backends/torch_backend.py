@@ -7,9 +7,9 @@ import time
 import numpy as np
 import torch
 
-from gprune.loading import load_model
+from edgecore.loading import load_model
 
-from .base import Backend, GenerationTiming
+from runtime_checks.backends.base import Backend, GenerationTiming
 
 
 class TorchBackend(Backend):
@@ -45,7 +45,7 @@ class TorchBackend(Backend):
     def score_continuations(self, items, max_length: int, batch_tokens: int = 4096):
         """Batched loglik.score: sequences sorted by length, padded batches of about `batch_tokens`
         tokens, the output layer applied only to the scored positions."""
-        from ..loglik import fit, score_positions
+        from runtime_checks.loglik import fit, score_positions
 
         flat = [(i, j, fit(ctx, cont, max_length), cont)
                 for i, (ctx, conts) in enumerate(items) for j, cont in enumerate(conts)]

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import GPruneError
+from edgecore.errors import GPruneError
 
 HERE = Path(__file__).parent
 

@@ -51,7 +51,7 @@ def parameter_count(path: Path) -> int | None:
 def describe(artifact) -> dict:
     path = Path(str(artifact)).expanduser()
     if not path.exists():  # a built-in name or hub id: resolved the way loading does
-        from gprune.loading import resolve
+        from edgecore.loading import resolve
 
         path = Path(resolve(str(artifact)))
     files = weight_files(path)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .backends import BACKEND_NAMES
-from .speed import SpeedSettings
-from .tasks import TASK_NAMES
+from runtime_checks.backends import BACKEND_NAMES
+from runtime_checks.speed import SpeedSettings
+from runtime_checks.tasks import TASK_NAMES
 
 
 def _names(value: str | None, default: tuple) -> tuple:
@@ -49,8 +49,8 @@ def verify(artifact, baseline, backends, baseline_backend, tasks, distributions,
 
     Writes report.json, report.md and a self-contained report.html to OUT; with
     --gate, exits with status 3 and names every threshold that failed."""
-    from . import gate
-    from .verify import DEFAULT_DISTRIBUTIONS, VerifySettings, verify as run_verify
+    from runtime_checks import gate
+    from runtime_checks.verify import DEFAULT_DISTRIBUTIONS, VerifySettings, verify as run_verify
 
     thresholds = gate.load_thresholds(gate_file) if gate_file else None
     settings = VerifySettings(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from safetensors import safe_open
 
-from .budget import prunable_params
-from .errors import GPruneError
-from .families import layer_shapes
-from .loading import check_safetensors, load_config, resolve
+from edgecore.params import prunable_params
+from edgecore.errors import GPruneError, first_line
+from edgecore.families import layer_shapes
+from edgecore.loading import check_safetensors, load_config, resolve
+from edgecore.safetensors_io import tensor_shapes
 
 
 @dataclass
@@ -36,7 +37,7 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
 
 
-def describe(spec: str | None) -> ModelInfo:
+def describe_model(spec: str | None) -> ModelInfo:
     source = resolve(spec)
     if not isinstance(source, Path):
         raise GPruneError(f"info reads local models only; {spec} is neither a built-in name nor a path")
@@ -44,15 +45,7 @@ def describe(spec: str | None) -> ModelInfo:
         return _describe_gguf(source)
     config = load_config(str(source))
     check_safetensors(source)
-    params = 0
-    for f in source.glob("*.safetensors"):
-        with safe_open(f, framework="pt") as st:
-            for name in st.keys():
-                shape = st.get_slice(name).get_shape()
-                n = 1
-                for d in shape:
-                    n *= d
-                params += n
+    params = sum(math.prod(shape) for shape in tensor_shapes(source).values())
     shapes = layer_shapes(config)
     return ModelInfo(str(source), "hf", (config.architectures or [config.model_type])[0], len(shapes),
                      config.hidden_size, shapes[0].head_dim, [s.ffn for s in shapes], [s.q_heads for s in shapes],
@@ -65,7 +58,7 @@ def _describe_gguf(path: Path) -> ModelInfo:
     try:
         reader = GGUFReader(path)
     except Exception as e:  # the reader raises ValueError, struct errors, ...
-        raise GPruneError(f"{path}: not a readable GGUF file ({str(e).splitlines()[0]})") from None
+        raise GPruneError(f"{path}: not a readable GGUF file ({first_line(e)})") from None
 
     def field(key, default=None):
         f = reader.get_field(key)

@@ -1,6 +1,7 @@
-"""Saving pruned models in the project's format (DESIGN.md): safetensors, config,
-tokenizer, recipe.json, and the modeling files for trust_remote_code. Uniform
-widths without compensation biases are saved as the stock architecture."""
+"""Saving models in the project's pruned-model format (docs/ARCHITECTURE.md): safetensors,
+config, tokenizer, any files the caller adds (recipe.json, summaries), and the modeling
+files for trust_remote_code. Uniform widths without compensation biases are saved as
+the stock architecture."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .families import family_of, is_uniform, layer_shapes
-from .output_dir import atomic_dir
-from .pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM, configuration_gprune, modeling_gprune
-
-RECIPE_FILE = "recipe.json"
+from edgecore.families import family_of, fits_stock_layout, stock_config
+from edgecore.outputs import atomic_dir
+from edgecore.pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM, configuration_gprune, modeling_gprune
 
 
 def as_stock_if_possible(model: nn.Module) -> nn.Module:
@@ -22,9 +21,8 @@ def as_stock_if_possible(model: nn.Module) -> nn.Module:
     config = model.config
     if not isinstance(config, GPruneLlamaConfig):
         return model
-    if config.o_proj_bias or config.down_proj_bias or not is_uniform(layer_shapes(config)):
+    if not fits_stock_layout(config):
         return model
-    from .families import stock_config
     stock_cfg = stock_config(config)
     stock = family_of(config).causal_lm(stock_cfg).to(model.dtype)
     stock.load_state_dict(model.state_dict())
@@ -45,17 +43,15 @@ def _attach_remote_code(directory: Path) -> None:
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def save_pruned(model: nn.Module, tokenizer, out: str | Path, recipe: dict | None = None,
-                overwrite: bool = False, extra_files: dict[str, str | bytes] | None = None) -> Path:
-    """Write `model` (+ tokenizer, recipe, extra text or binary files) to `out` atomically."""
+def save_checkpoint(model: nn.Module, tokenizer, out: str | Path, overwrite: bool = False,
+                    extra_files: dict[str, str | bytes] | None = None) -> Path:
+    """Write `model` (+ tokenizer, extra text or binary files such as recipe.json) to `out` atomically."""
     model = as_stock_if_possible(model)
     with atomic_dir(out, overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if isinstance(model.config, GPruneLlamaConfig):
             _attach_remote_code(tmp)
-        if recipe is not None:
-            (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
         for name, content in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):

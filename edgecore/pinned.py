@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GPruneError
+from edgecore.errors import GPruneError
 
 
 def cache_dir() -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gprune.errors import GPruneError
+from edgecore.errors import GPruneError
 from runtime_checks.backends import load_backend
 from runtime_checks.backends.torch_backend import TorchBackend
 from runtime_checks.parity import Parity, compare_logits

@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import GPruneError
-from .loading import DEFAULT_MODEL, resolve
-from .output_dir import atomic_dir, check_writable
-from .prune import prune
-from .recipe import PruneRecipe
-from .targets import TargetProfile, load_target
+from edgecore.errors import GPruneError
+from edgecore.loading import DEFAULT_MODEL, resolve
+from edgecore.outputs import atomic_dir, check_writable
+from gprune.prune import prune
+from gprune.recipe import PruneRecipe
+from gprune_edge.targets import TargetProfile, load_target
 
 BUILD_FILE = "build.json"
 
@@ -90,11 +90,11 @@ def _dense_dir(model: str, work: Path) -> Path:
     source = resolve(model)
     if isinstance(source, Path) and source.is_dir():
         return source
-    from .checkpoint import save_pruned
-    from .loading import load_model
+    from edgecore.checkpoint import save_checkpoint
+    from edgecore.loading import load_model
 
     dense, tokenizer = load_model(model)
-    return save_pruned(dense, tokenizer, work / "dense")
+    return save_checkpoint(dense, tokenizer, work / "dense")
 
 
 def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> BuildResult:

@@ -1,16 +1,8 @@
-"""GPrune-LLM as DESIGN.md reads it. Every step can be switched off (recipe.options):
-
-  sensitivity  (true)  use the spread of a unit's rank across datasets
-  modules      (4)     behavior-consistent modules per layer's FFN (1 = one module)
-  reliability  (true)  sensitive, weakly active modules are ranked by magnitude instead
-  outliers     (true)  massive-activation neurons always kept; outlier_factor (20) sets the bar
-  measured     (true)  module sparsity from measured multi-distribution cost (false: robust
-                       standardized scores compete globally, as FLAP but median/MAD)
-  lam          (1.0)   weight of the worst dataset in the cost (0 = mean only)
-  per_dataset  (true)  false pools the calibration sets into one distribution
-  bias_comp    (true)  FLAP's bias compensation
-  chunk        (0)     FFN neurons per greedy step (0: the alignment)
-The base metric is recipe.metric (wanda-sp or flap)."""
+"""GPrune-LLM as docs/ARCHITECTURE.md and DESIGN.md read it. Every step can be switched off
+through GPruneConfig (methods/configs.py): distribution sensitivity, behaviour-consistent
+modules, the reliability switch, outlier protection, measured-cost allocation (off: robust
+standardized scores compete globally, as FLAP but median/MAD), the worst-dataset weight,
+per-dataset calibration and bias compensation."""
 
 from __future__ import annotations
 
@@ -18,61 +10,48 @@ from dataclasses import dataclass
 
 import torch
 
-from ..allocation import global_counts, standardize, top_k
-from ..budget import kv_group_params, layer_params, neuron_params
-from ..errors import GPruneError
-from ..families import family_of, layer_shapes
-from ..measured import Queue, Sublayer, align_sublayer, greedy
-from ..metrics import METRICS, channel_scores, ffn_magnitude, group_channels, kv_magnitude
-from ..modules import modules_of, outliers, unit_view, unreliable_modules
-from ..stats import merge_all
-from . import PrunePlan
-from .common import calibration, check_budget, keep_sets, layer_diagnostics
-
-DEFAULTS = {"sensitivity": True, "modules": 4, "reliability": True, "outliers": True, "outlier_factor": 20.0,
-            "measured": True, "lam": 1.0, "per_dataset": True, "bias_comp": True, "chunk": 0, "calib_cache": None}
-
-
-def options_of(recipe) -> dict:
-    unknown = sorted(set(recipe.options) - set(DEFAULTS))
-    if unknown:
-        raise GPruneError(f"unknown gprune option(s): {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    if recipe.metric not in METRICS:
-        raise GPruneError(f"unknown metric {recipe.metric!r}; choose from {', '.join(METRICS)}")
-    return {**DEFAULTS, **recipe.options}
-
+from gprune.allocation import global_counts, standardize, top_k
+from edgecore.params import kv_group_params, layer_params, neuron_params
+from edgecore.families import family_of, layer_shapes
+from gprune.measured import Queue, Sublayer, align_sublayer, greedy
+from gprune.metrics import channel_scores, ffn_magnitude, group_channels, kv_magnitude
+from gprune.neuron_groups import modules_of, outliers, unit_view, unreliable_modules
+from gprune.calibration import LayerCalib
+from gprune.stats import merge_all
+from gprune.methods import PrunePlan
+from gprune.methods.common import keep_sets, layer_diagnostics
+from gprune.methods.configs import GPruneConfig
 
 def _datasets(calib, i: int, per_dataset: bool):
     """Layer i's per-dataset entries, or one pooled entry when per_dataset is off."""
     row = calib.layers[i]
     if per_dataset:
         return row
-    from ..calibration import LayerCalib
     cat = lambda name: torch.cat([getattr(c, name) for c in row])  # noqa: E731
     return [LayerCalib(merge_all([c.down for c in row]), merge_all([c.o for c in row]), cat("down_sample"),
                        cat("o_sample"), cat("mid_sqnorm"), cat("out_sqnorm"))]
 
 
-def _ffn_units(family, layer, data, metric, opts):
+def _ffn_units(family, layer, data, cfg: GPruneConfig):
     """Per-unit analysis of one layer's FFN: removal order per module, protected units, diagnostics."""
-    down = family.ffn(layer)[2].weight
-    scores = torch.stack([channel_scores(down, c.down, metric) for c in data])
+    down = family.down_proj(layer).weight
+    scores = torch.stack([channel_scores(down, c.down, cfg.metric) for c in data])
     freq = torch.stack([c.down.frequency for c in data]).mean(0)
     mean_abs = merge_all([c.down for c in data]).sumabs
     view = unit_view(scores, freq, mean_abs)
-    labels = modules_of(view, int(opts["modules"]), opts["sensitivity"])
-    switched = unreliable_modules(view, labels, opts["sensitivity"]) if opts["reliability"] else []
+    labels = modules_of(view, int(cfg.modules), cfg.sensitivity)
+    switched = unreliable_modules(view, labels, cfg.sensitivity) if cfg.reliability else []
     magnitude_rank = unit_view(ffn_magnitude(family, layer)[None], freq, mean_abs).mean_rank
     score = view.mean_rank.clone()
     for m in switched:
         score[labels == m] = magnitude_rank[labels == m]
-    protected = outliers(torch.stack([c.down.rms for c in data]), opts["outlier_factor"]) if opts["outliers"] \
+    protected = outliers(torch.stack([c.down.rms for c in data]), cfg.outlier_factor) if cfg.outliers \
         else torch.zeros(len(score), dtype=torch.bool)
     return view, labels, switched, score, protected, scores
 
 
 def _kv_units(family, layer, shape, data, metric):
-    o = family.attention(layer)[3].weight
+    o = family.o_proj(layer).weight
     scores = torch.stack([group_channels(family, shape, channel_scores(o, c.o, metric)) for c in data])
     return unit_view(scores, torch.ones(shape.kv_heads), kv_magnitude(family, layer, shape)), scores
 
@@ -101,18 +80,19 @@ class LayerUnits:
     modules: list[dict]  # diagnostics per module
 
 
-def _layer_units(family, layer, shape, data, recipe, opts) -> LayerUnits:
-    view, labels, switched, score, protected, raw = _ffn_units(family, layer, data, recipe.metric, opts)
-    kv_view, kv_raw = _kv_units(family, layer, shape, data, recipe.metric)
-    down_w, o_w = family.ffn(layer)[2].weight, family.attention(layer)[3].weight
+def _layer_units(family, layer, shape, data, recipe) -> LayerUnits:
+    cfg: GPruneConfig = recipe.method
+    view, labels, switched, score, protected, raw = _ffn_units(family, layer, data, cfg)
+    kv_view, kv_raw = _kv_units(family, layer, shape, data, cfg.metric)
+    down_w, o_w = family.down_proj(layer).weight, family.o_proj(layer).weight
     hidden = down_w.shape[0]
     pooled_down, pooled_o = merge_all([c.down for c in data]), merge_all([c.o for c in data])
     ffn = _sublayer(down_w, [c.down_sample for c in data], [c.out_sqnorm for c in data], pooled_down.mean,
                     [torch.tensor([u]) for u in range(shape.ffn)], neuron_params(hidden), recipe.align,
-                    opts["lam"], opts["bias_comp"])
+                    cfg.lam, cfg.bias_comp)
     kv = _sublayer(o_w, [c.o_sample for c in data], [c.mid_sqnorm for c in data], pooled_o.mean,
                    [family.query_rows(shape, torch.tensor([g])) for g in range(shape.kv_heads)],
-                   kv_group_params(shape, hidden, family.qkv_bias), 1, opts["lam"], opts["bias_comp"])
+                   kv_group_params(shape, hidden, family.qkv_bias), 1, cfg.lam, cfg.bias_comp)
     queues, modules = [], []
     for m in range(int(labels.max()) + 1):
         members = ((labels == m) & ~protected).nonzero().flatten()
@@ -158,26 +138,24 @@ def _allocate_ranked(units: list[LayerUnits], shapes, hidden, qkv_bias, sparsity
     return ffn_keep, kv_keep
 
 
-def plan(model, tokenizer, recipe) -> PrunePlan:
-    opts = options_of(recipe)
-    check_budget(model, recipe)
+def plan(model, recipe, calib) -> PrunePlan:
+    cfg: GPruneConfig = recipe.method
     family, shapes = family_of(model.config), layer_shapes(model.config)
     hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
-    calib = calibration(model, tokenizer, recipe)
-    units = [_layer_units(family, layer, shape, _datasets(calib, i, opts["per_dataset"]), recipe, opts)
+    units = [_layer_units(family, layer, shape, _datasets(calib, i, cfg.per_dataset), recipe)
              for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes))]
     removed = None
-    if opts["measured"]:
+    if cfg.measured:
         target = recipe.sparsity * sum(layer_params(s, hidden, qkv_bias) for s in shapes)
         ffn_keep, kv_keep, removed = _allocate_measured(units, target, recipe.align,
-                                                        int(opts["chunk"]) or recipe.align)
+                                                        int(cfg.chunk) or recipe.align)
     else:
         ffn_keep, kv_keep = _allocate_ranked(units, shapes, hidden, qkv_bias, recipe.sparsity, recipe.align)
-    keep = keep_sets(model, ffn_keep, kv_keep, calib if opts["bias_comp"] else None, opts["bias_comp"])
-    return PrunePlan(keep, _diagnostics(model, recipe, opts, calib, units, ffn_keep, kv_keep, removed))
+    keep = keep_sets(model, ffn_keep, kv_keep, calib if cfg.bias_comp else None, cfg.bias_comp)
+    return PrunePlan(keep, _diagnostics(model, cfg, calib, units, ffn_keep, kv_keep, removed))
 
 
-def _diagnostics(model, recipe, opts, calib, units, ffn_keep, kv_keep, removed) -> dict:
+def _diagnostics(model, cfg: GPruneConfig, calib, units, ffn_keep, kv_keep, removed) -> dict:
     modules = []
     for i, lu in enumerate(units):
         for m, d in enumerate(lu.modules):
@@ -187,7 +165,7 @@ def _diagnostics(model, recipe, opts, calib, units, ffn_keep, kv_keep, removed) 
     sens = torch.cat([lu.sensitivity for lu in units]).float()
     hist = torch.histogram(sens, bins=20, range=(0.0, max(float(sens.max()), 1e-6)))
     return {
-        "metric": recipe.metric, "options": {k: v for k, v in opts.items() if k != "calib_cache"},
+        "metric": cfg.metric, "options": cfg.to_dict(),
         "calibration": {"sources": calib.sources, **calib.timing},
         "layers": layer_diagnostics(model, ffn_keep, kv_keep),
         "modules": modules,

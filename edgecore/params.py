@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from .errors import GPruneError
-from .families import LayerShape, family_of, layer_shapes
+from edgecore.families import LayerShape, family_of, layer_shapes
 
 
 def neuron_params(hidden: int) -> int:
@@ -29,8 +28,3 @@ def layer_params(shape: LayerShape, hidden: int, qkv_bias: bool) -> int:
 def prunable_params(config: PretrainedConfig) -> int:
     qkv_bias = family_of(config).qkv_bias
     return sum(layer_params(s, config.hidden_size, qkv_bias) for s in layer_shapes(config))
-
-
-def check_sparsity(sparsity: float) -> None:
-    if not 0.0 <= sparsity < 1.0:
-        raise GPruneError(f"sparsity must be in [0, 1), got {sparsity}")

@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from . import GGUF_DTYPES, ONNX_DTYPES
+from exporters import GGUF_DTYPES, ONNX_DTYPES
 
 
 @click.command()
@@ -32,7 +32,7 @@ def export(pruned_dir, fmt, dtype, out, strict, parity_mode, threads, overwrite,
     with the torch model (top-1 agreement, KL, logit difference, perplexity ratio).
 
     Nothing is left at OUT when the export or its parity check fails."""
-    from . import export as run_export
+    from exporters import export as run_export
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     result = run_export(pruned_dir, fmt, dtype, out, strict=strict, overwrite=overwrite, parity=parity_mode,

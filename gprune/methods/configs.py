@@ -1,0 +1,102 @@
+"""One typed config per pruning method: its options, their defaults and what they mean.
+A recipe holds the chosen method's config; `--option KEY=VALUE` and the ablation flags
+of `gprune-edge prune` set its fields, and an option the method does not have is an
+error naming the method and its valid options. Light on purpose (no torch): the CLI's
+--help is built from these classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Literal
+
+from edgecore.errors import GPruneError
+from edgecore.typed_config import TypedConfig
+
+
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class MethodConfig(TypedConfig):
+    name: ClassVar[str]
+    calibrated: ClassVar[bool]  # reads activations on calibration text
+    summary: ClassVar[str]
+
+    @classmethod
+    def describe(cls) -> str:
+        return f"method {cls.name!r}"
+
+    @classmethod
+    def options_help(cls) -> str:
+        return "; ".join(f"{f.name}={f.default!r} ({f.metadata['help']})" for f in fields(cls)) or "no options"
+
+
+@dataclass
+class GPruneConfig(MethodConfig):
+    name: ClassVar[str] = "gprune"
+    calibrated: ClassVar[bool] = True
+    summary: ClassVar[str] = "generalization-aware: multi-distribution calibration, measured-cost allocation"
+    metric: Literal["flap", "wanda-sp"] = _opt("flap", "base importance metric")
+    sensitivity: bool = _opt(True, "use the spread of a unit's rank across datasets")
+    modules: int = _opt(4, "behaviour-consistent modules per layer's FFN; 1 = one module")
+    reliability: bool = _opt(True, "rank sensitive, weakly active modules by magnitude instead")
+    outliers: bool = _opt(True, "always keep massive-activation neurons")
+    outlier_factor: float = _opt(20.0, "how far above its layer's median a neuron's RMS makes it an outlier")
+    measured: bool = _opt(True, "module sparsity from measured multi-distribution cost; false: robust "
+                                "standardized scores compete globally")
+    lam: float = _opt(1.0, "weight of the worst dataset in the cost; 0 = mean only")
+    per_dataset: bool = _opt(True, "false pools the calibration sources into one distribution")
+    bias_comp: bool = _opt(True, "FLAP bias compensation")
+    chunk: int = _opt(0, "FFN neurons per greedy step; 0 = the alignment")
+
+    def validate(self) -> None:
+        if self.modules < 1:
+            raise GPruneError(f"{self._where('modules')} must be at least 1, got {self.modules}")
+        if self.lam < 0 or self.outlier_factor <= 0 or self.chunk < 0:
+            raise GPruneError(f"{self.describe()}: lam and chunk must be >= 0 and outlier_factor > 0")
+
+
+@dataclass
+class FlapConfig(MethodConfig):
+    name: ClassVar[str] = "flap"
+    calibrated: ClassVar[bool] = True
+    summary: ClassVar[str] = "FLAP baseline: fluctuation metric, one global ranking across layers"
+    bias_comp: bool = _opt(True, "add removed channels' mean output back as a bias")
+    robust: bool = _opt(False, "standardize scores by median/MAD instead of mean/std")
+
+
+@dataclass
+class WandaSpConfig(MethodConfig):
+    name: ClassVar[str] = "wanda-sp"
+    calibrated: ClassVar[bool] = True
+    summary: ClassVar[str] = "structured Wanda baseline: |W| x ||X||, the same share from every layer"
+    bias_comp: bool = _opt(False, "FLAP bias compensation")
+
+
+@dataclass
+class MagnitudeConfig(MethodConfig):
+    name: ClassVar[str] = "magnitude"
+    calibrated: ClassVar[bool] = False
+    summary: ClassVar[str] = "activation-free baseline: L2 norm of each unit's weights"
+    allocation: Literal["global", "uniform"] = _opt("global", "FFN neurons compete across layers, or every "
+                                                              "layer gives up the same share")
+
+
+@dataclass
+class RandomConfig(MethodConfig):
+    name: ClassVar[str] = "random"
+    calibrated: ClassVar[bool] = False
+    summary: ClassVar[str] = "floor: units drawn at random (seeded), the same share from every layer"
+
+
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
+    c.name: c for c in (GPruneConfig, FlapConfig, WandaSpConfig, MagnitudeConfig, RandomConfig)}
+METHOD_NAMES = tuple(METHOD_CONFIGS)
+
+
+def method_config(name: str, options: dict | None = None) -> MethodConfig:
+    """The typed config of method `name` with `options` (unknown or mistyped ones are errors)."""
+    if name not in METHOD_CONFIGS:
+        raise GPruneError(f"unknown method {name!r}; choose from {', '.join(METHOD_NAMES)}")
+    return METHOD_CONFIGS[name].from_dict(dict(options or {}))
