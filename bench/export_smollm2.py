@@ -16,12 +16,13 @@ import click
 import gguf
 import onnx
 
-from exporters import export
+from edgecore.onnx_names import MODEL_FILE
+from exporters import RUNTIMES, load_source
 from exporters.onnx_export import export_onnx
-from exporters.source import load_source
-from runtime_checks.export_parity import verify
+from gprune_edge.export import export
 from runtime_checks.backends import load_backend
 from runtime_checks.backends.torch_backend import TorchBackend
+from runtime_checks.export_parity import check_export
 
 ARTIFACTS = [("gguf", "f16"), ("gguf", "q8_0"), ("gguf", "q4_k_m"),
              ("onnx", "fp32"), ("onnx", "int8"), ("onnx", "int4")]
@@ -40,7 +41,7 @@ def gguf_bytes_per_token(path: Path) -> int:
 
 def onnx_bytes_per_token(model_dir: Path) -> int:
     """Initializer bytes minus the embedding table (a Gather reads one row per token)."""
-    model = onnx.load(str(model_dir / "model.onnx"), load_external_data=False)
+    model = onnx.load(str(model_dir / MODEL_FILE), load_external_data=False)
     sizes = {}
     for init in model.graph.initializer:
         length = next((int(e.value) for e in init.external_data if e.key == "length"), None)
@@ -70,10 +71,11 @@ def main(models, work, out, compare_exporters):
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
             start = time.perf_counter()
-            export_onnx(source, target / "model.onnx", dynamo=dynamo)
+            # the graph alone, by either torch.onnx exporter (write_artifact always traces with TorchScript)
+            export_onnx(source, target / MODEL_FILE, dynamo=dynamo)
             row = {"model": label, "exporter": "dynamo" if dynamo else "torchscript",
                    "export_s": time.perf_counter() - start}
-            checked = verify(target, "onnxruntime", source, "fp32", 2)
+            checked = check_export(target, RUNTIMES["onnx"], source.model, source.tokenizer, "fp32", 2)
             row.update(parity=checked.parity.to_dict(), greedy_match=checked.generation_matches,
                        size_bytes=sum(f.stat().st_size for f in target.iterdir()))
             rows.append(row)
@@ -84,14 +86,14 @@ def main(models, work, out, compare_exporters):
     for spec in models:
         label, path = spec.split("=", 1)
         source = load_source(path)
-        reference = TorchBackend(path, model=source.model, tokenizer=source.tokenizer)
+        reference = TorchBackend.from_model(source.model, source.tokenizer, label=path)
         for fmt, dtype in ARTIFACTS:
             target = Path(work) / f"{label}-{dtype}{'.gguf' if fmt == 'gguf' else ''}"
             start = time.perf_counter()
             result = export(path, fmt, dtype, target, overwrite=True, parity="warn", threads=2)
             wall = time.perf_counter() - start
-            runtime = "llama.cpp" if fmt == "gguf" else "onnxruntime"
-            gen = generation_agreement(target, runtime, reference, source.tokenizer) if dtype in ("f16", "fp32") else []
+            gen = (generation_agreement(target, result.runtime, reference, source.tokenizer)
+                   if dtype in ("f16", "fp32") else [])
             bpt = gguf_bytes_per_token(target) if fmt == "gguf" else onnx_bytes_per_token(target)
             row = dict(model=label, format=fmt, dtype=dtype, arch=result.architecture, export_s=result.export_s,
                        total_s=wall, size_bytes=result.size_bytes, bytes_per_token=bpt, parity=result.parity,

@@ -37,26 +37,33 @@ def _replace(tmp: Path, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(out: str | Path, overwrite: bool = False):
-    """Yields a temporary directory that becomes `out` when the block succeeds."""
-    out = check_writable(out, overwrite)
+def _scratch_beside(out: Path):
+    """A temporary directory next to `out` (same filesystem, so renames are atomic), always removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         yield tmp
-        _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def atomic_file(out: str | Path, overwrite: bool = False):
-    """Yields a temporary path (in a private directory beside `out`, with `out`'s name) that
-    becomes `out` when the block succeeds; the directory is scratch space for the writer."""
+def atomic_dir(out: str | Path, overwrite: bool = False):
+    """Yields a temporary directory that becomes `out` when the block succeeds."""
     out = check_writable(out, overwrite)
-    with atomic_dir(out.parent / f".{out.name}.work", overwrite=True) as work:
-        yield work / out.name
-        _replace(work / out.name, out)
+    with _scratch_beside(out) as tmp:
+        yield tmp
+        _replace(tmp, out)
+
+
+@contextlib.contextmanager
+def atomic_file(out: str | Path, overwrite: bool = False):
+    """Yields a temporary path (with `out`'s name, in a scratch directory beside it) that
+    becomes `out` when the block succeeds."""
+    out = check_writable(out, overwrite)
+    with _scratch_beside(out) as tmp:
+        yield tmp / out.name
+        _replace(tmp / out.name, out)
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

@@ -1,6 +1,6 @@
 """Write a pruned checkpoint as an unquantized GGUF file (f32, f16, bf16) with
-gguf-py. Uniform widths keep the family's stock llama.cpp architecture;
-per-layer widths or compensation biases use `deci`, whose FFN width and head
+gguf-py, as the llama.cpp architecture edgecore.families.gguf_arch picks: the
+family's stock one for uniform widths, else `deci`, whose FFN width and head
 counts are per layer (DESIGN.md, GGUF facts)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import gguf
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from edgecore.errors import GPruneError
+from edgecore.families import GGUF_NEOX_ROPE, gguf_arch
 
 from exporters.gguf_vocab import add_tokenizer
 from exporters.source import Source
@@ -20,18 +21,13 @@ DIRECT_TYPES = {  # dtype -> (tensor type of 2-D weights, GGUF file type)
     "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
     "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
 }
-NEOX_ROPE_ARCHS = {"qwen2"}  # rotate-half layout as in transformers: no Q/K permutation
-
-
-def gguf_arch(source: Source) -> str:
-    if source.uniform and not source.has_compensation_bias:
-        return source.family.gguf_arch
-    return "deci"
+ROTARY_HEADS = {"q_proj": "q_heads", "k_proj": "kv_heads"}  # roles whose rows are rotary heads -> LayerShape field
 
 
 def rotary_interleave(w: torch.Tensor, heads: int) -> torch.Tensor:
-    """transformers rotates the two halves of each head; llama.cpp's llama/deci rotate adjacent
-    pairs. Reorder each head's rows (or bias entries) from [half0, half1] to interleaved pairs."""
+    """transformers rotates the two halves of each head; llama.cpp's archs outside GGUF_NEOX_ROPE
+    rotate adjacent pairs. Reorder each head's rows (or bias entries) from [half0, half1] to
+    interleaved pairs."""
     head_dim = w.shape[0] // heads
     return w.reshape(heads, 2, head_dim // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
@@ -100,27 +96,35 @@ def _as_gguf_array(t: torch.Tensor, tensor_type: gguf.GGMLQuantizationType) -> t
     return gguf.quants.quantize(data, tensor_type), tensor_type
 
 
+def _output_weight_name(model: torch.nn.Module) -> str:
+    head = model.get_output_embeddings()
+    return next(name for name, module in model.named_modules() if module is head) + ".weight"
+
+
 def gguf_tensors(source: Source, arch: str):
     """(gguf name, tensor) in llama.cpp's naming and rotary layout."""
     arch_enum = next(a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == arch)
     names = gguf.get_tensor_name_map(arch_enum, len(source.shapes))
-    tied = bool(source.config.tie_word_embeddings)
+    # tied: llama.cpp reads token_embd for the output when output.weight is absent
+    skip = _output_weight_name(source.model) if source.config.tie_word_embeddings else None
+    family, permute = source.family, arch not in GGUF_NEOX_ROPE
     for hf_name, t in source.model.state_dict().items():
-        if tied and hf_name == "lm_head.weight":
-            continue  # llama.cpp reads token_embd for the output when output.weight is absent
+        if hf_name == skip:
+            continue
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise GPruneError(f"no GGUF name for tensor {hf_name}")
-        if arch not in NEOX_ROPE_ARCHS and (".q_proj." in hf_name or ".k_proj." in hf_name):
-            shape = source.shapes[int(hf_name.split(".")[2])]
-            t = rotary_interleave(t, shape.q_heads if ".q_proj." in hf_name else shape.kv_heads)
+        role = family.role_of(hf_name)
+        if permute and role in ROTARY_HEADS:
+            shape = source.shapes[family.layer_of(hf_name)]
+            t = rotary_interleave(t, getattr(shape, ROTARY_HEADS[role]))
         yield name, t
 
 
 def write_gguf(source: Source, path, dtype: str) -> str:
     """Write `source` to `path` as f32/f16/bf16; returns the llama.cpp architecture used."""
     tensor_type, file_type = DIRECT_TYPES[dtype]
-    arch = gguf_arch(source)
+    arch = gguf_arch(source.config)
     writer = gguf.GGUFWriter(str(path), arch)
     try:
         add_hparams(writer, source, arch, file_type)

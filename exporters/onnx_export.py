@@ -1,6 +1,7 @@
 """Export a pruned checkpoint as one ONNX decoder with a KV cache: per-layer KV
-shapes, dynamic batch and sequence, attention mask and position ids, optimum's
-input/output names. An empty past (sequence 0) is prefill; otherwise decode."""
+shapes, dynamic batch and sequence, attention mask and position ids, and the
+input/output names of edgecore.onnx_names (optimum's). An empty past (sequence 0) is
+prefill; otherwise decode."""
 
 from __future__ import annotations
 
@@ -11,24 +12,12 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from edgecore.onnx_names import (ATTENTION_MASK, DATA_FILE, INPUT_IDS, LOGITS, POSITION_IDS, input_names,
+                                 output_names, past_names, present_names)
+
 from exporters.source import Source
 
 OPSET = 17
-DATA_FILE = "model.onnx_data"
-
-
-def input_names(n_layers: int) -> list[str]:
-    names = ["input_ids", "attention_mask", "position_ids"]
-    for i in range(n_layers):
-        names += [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
-    return names
-
-
-def output_names(n_layers: int) -> list[str]:
-    names = ["logits"]
-    for i in range(n_layers):
-        names += [f"present.{i}.key", f"present.{i}.value"]
-    return names
 
 
 class DecoderWithCache(nn.Module):
@@ -62,14 +51,15 @@ def example_inputs(source: Source, batch: int = 2, seq: int = 3, past: int = 4) 
 
 
 def dynamic_axes(n_layers: int) -> dict[str, dict[int, str]]:
-    axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},
-            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-            "position_ids": {0: "batch_size", 1: "sequence_length"},
-            "logits": {0: "batch_size", 1: "sequence_length"}}
+    axes = {INPUT_IDS: {0: "batch_size", 1: "sequence_length"},
+            ATTENTION_MASK: {0: "batch_size", 1: "total_sequence_length"},
+            POSITION_IDS: {0: "batch_size", 1: "sequence_length"},
+            LOGITS: {0: "batch_size", 1: "sequence_length"}}
     for i in range(n_layers):
-        for kind in ("key", "value"):
-            axes[f"past_key_values.{i}.{kind}"] = {0: "batch_size", 2: "past_sequence_length"}
-            axes[f"present.{i}.{kind}"] = {0: "batch_size", 2: "total_sequence_length"}
+        for name in past_names(i):
+            axes[name] = {0: "batch_size", 2: "past_sequence_length"}
+        for name in present_names(i):
+            axes[name] = {0: "batch_size", 2: "total_sequence_length"}
     return axes
 
 
@@ -82,6 +72,7 @@ def export_onnx(source: Source, out_file: Path, dynamo: bool = False) -> None:
     wrapper = DecoderWithCache(model)
     n = len(source.shapes)
     inputs = example_inputs(source)
+    before = set(out_file.parent.iterdir())
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about python ints are expected here
         if dynamo:
@@ -90,7 +81,7 @@ def export_onnx(source: Source, out_file: Path, dynamo: bool = False) -> None:
             torch.onnx.export(wrapper, inputs, str(out_file), input_names=input_names(n),
                               output_names=output_names(n), dynamic_axes=dynamic_axes(n), opset_version=OPSET,
                               dynamo=False, external_data=True)
-    _move_weights_to_one_file(out_file)
+    _move_weights_to_one_file(out_file, before)
 
 
 def _export_dynamo(wrapper, inputs, out_file: Path, n: int) -> None:
@@ -101,13 +92,15 @@ def _export_dynamo(wrapper, inputs, out_file: Path, n: int) -> None:
     program.save(str(out_file), external_data=True)
 
 
-def _move_weights_to_one_file(out_file: Path) -> None:
-    """One external data file next to the graph, whatever the exporter produced."""
+def _move_weights_to_one_file(out_file: Path, before: set[Path]) -> None:
+    """One external data file (DATA_FILE) next to the graph, whatever the exporter produced; the
+    exporter's own data files (those not in `before`) are removed, and nothing else."""
     import onnx
 
     model = onnx.load(str(out_file), load_external_data=True)
-    for f in out_file.parent.iterdir():
-        if f != out_file:
+    stale = set(out_file.parent.iterdir()) - before | {out_file.parent / DATA_FILE}  # onnx appends to DATA_FILE
+    for f in stale:
+        if f != out_file and f.is_file():
             f.unlink()
     onnx.save_model(model, str(out_file), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=DATA_FILE, size_threshold=1024)

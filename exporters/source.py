@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from edgecore.errors import GPruneError
-from edgecore.families import Family, LayerShape, family_of, is_uniform, layer_shapes
+from edgecore.families import Family, LayerShape, family_of, layer_shapes
 from edgecore.loading import load_config, load_model
+from edgecore.safetensors_io import tensor_shapes, weight_files
 
 
 @dataclass
@@ -27,28 +27,11 @@ class Source:
     def config(self):
         return self.model.config
 
-    @property
-    def uniform(self) -> bool:
-        return is_uniform(self.shapes)
-
-    @property
-    def has_compensation_bias(self) -> bool:
-        return bool(getattr(self.config, "o_proj_bias", False) or getattr(self.config, "down_proj_bias", False))
-
-
-def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for f in sorted(path.glob("*.safetensors")):
-        with safe_open(f, framework="pt") as st:
-            for name in st.keys():
-                shapes[name] = tuple(st.get_slice(name).get_shape())
-    return shapes
-
 
 def check_head_dims(path: Path, config, raw_config: dict) -> None:
     """Every layer's q/k/v rows must divide into that layer's heads with one shared head size
     (llama.cpp and the KV cache layout both need a single head_dim)."""
-    weights, shapes = _weight_shapes(path), layer_shapes(config)
+    weights, shapes, family = tensor_shapes(path), layer_shapes(config), family_of(config)
     per_layer = raw_config.get("head_dims") or raw_config.get("head_dim_per_layer")  # not in the format, but be explicit
     if per_layer and len(set(per_layer)) > 1:
         raise GPruneError(f"{path}: head dims differ across layers ({sorted(set(per_layer))}); "
@@ -56,7 +39,7 @@ def check_head_dims(path: Path, config, raw_config: dict) -> None:
     seen = set()
     for i, shape in enumerate(shapes):
         for proj, heads in (("q_proj", shape.q_heads), ("k_proj", shape.kv_heads), ("v_proj", shape.kv_heads)):
-            rows = weights.get(f"model.layers.{i}.self_attn.{proj}.weight", (None,))[0]
+            rows = weights.get(family.tensor_name(i, proj), (None,))[0]
             if rows is None:
                 continue
             if rows % heads:
@@ -77,7 +60,7 @@ def load_source(pruned_dir: str | Path) -> Source:
         raise GPruneError(f"{path}: not a model directory (no config.json)")
     config = load_config(str(path))
     raw = json.loads((path / "config.json").read_text())
-    if not list(path.glob("*.safetensors")):
+    if not weight_files(path):
         raise GPruneError(f"{path}: no model weights (*.safetensors)")
     check_head_dims(path, config, raw)
     model, tokenizer = load_model(str(path), dtype=torch.float32)

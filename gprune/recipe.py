@@ -76,7 +76,7 @@ class PruneRecipe(TypedConfig):
         if not isinstance(data, dict):
             raise GPruneError(f"{what or 'recipe'} must be a mapping, got {data!r}")
         data = {k: v for k, v in data.items() if k != "gprune_edge_version"}
-        version = data.pop("version", 1)
+        version = data.pop("version", 1 if V1_ONLY & set(data) or isinstance(data.get("method"), str) else 2)
         if version == 1:
             data = _from_v1(data)
         elif version != RECIPE_VERSION:

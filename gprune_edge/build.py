@@ -1,84 +1,136 @@
-"""`build`: everything for one device target in one call. Prune the model, export
-the pruned and the dense model to every artifact the target runs, verify each
-pruned artifact against the dense one on the same runtime, and gate the result on
-the target's budgets. This is the one module of `gprune` that imports the
-exporters and runtime_checks: it composes the pipeline."""
+"""`build`: everything for one device target in one call. Prune the model, export the
+pruned and the dense model to every artifact the target runs, verify each pruned artifact
+against the dense one on the same runtime, and gate the result on the target's budgets.
+
+A build is described by a `BuildConfig`, which composes the configs of the stages it runs
+(the prune recipe and the verify settings) instead of restating them; the target fills in
+what it decides (alignment, default sparsity, threads). build.json holds the config, so
+`gprune-edge build --config OUT/build.json` repeats the build."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecore.errors import GPruneError
-from edgecore.loading import DEFAULT_MODEL, resolve
+from edgecore.loading import load_model, resolve
+from edgecore.checkpoint import save_checkpoint
 from edgecore.outputs import atomic_dir, check_writable
+from edgecore.typed_config import TypedConfig
+from exporters import check_request
 from gprune.prune import prune
 from gprune.recipe import PruneRecipe
+from gprune_edge.export import export
 from gprune_edge.targets import TargetProfile, load_target
+from runtime_checks import gate
+from runtime_checks.speed import SpeedSettings
+from runtime_checks.verify import VerifySettings, verify
 
 BUILD_FILE = "build.json"
+BUILD_TASKS = ("arc_easy", "piqa", "hellaswag", "lambada")  # above chance at 135M (BENCHMARKS.md)
+BUILD_DISTRIBUTIONS = ("wiki", "news", "science", "code")
+
+
+def default_verify_settings() -> VerifySettings:
+    """What a build measures unless told otherwise: fewer windows than `verify` for time."""
+    return VerifySettings(tasks=BUILD_TASKS, distributions=BUILD_DISTRIBUTIONS, limit=100, max_windows=8)
 
 
 @dataclass
-class BuildConfig:
-    """One build, saved in build.json["config"]; `gprune-edge build --config build.json` repeats it."""
+class BuildConfig(TypedConfig):
+    """One build. `prune` and `verify` are the stages' own configs; `sparsity` and `threads`
+    default to the target's (None), and the target's alignment replaces `prune.align`."""
     target: str  # built-in target name or a profile .json
-    model: str = DEFAULT_MODEL
-    method: str = "gprune"
-    sparsity: float | None = None  # None: the target's default
-    calib: list = field(default_factory=lambda: ["wiki", "news", "code"])
-    n_samples: int = 32  # calibration windows per source
-    calib_seq_len: int = 256
-    prune_options: dict = field(default_factory=dict)  # PruneRecipe.options
-    tasks: list = field(default_factory=lambda: ["arc_easy", "piqa", "hellaswag", "lambada"])  # above chance at 135M
-    distributions: list = field(default_factory=lambda: ["wiki", "news", "science", "code"])
-    limit: int = 100  # questions per task
-    windows: int = 8  # perplexity windows per distribution
-    eval_seq_len: int = 512
-    pairs: int = 7  # alternating pruned/dense speed pairs
-    threads: int | None = None  # None: the target's
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    sparsity: float | None = None
+    threads: int | None = None
+    prune: PruneRecipe = field(default_factory=PruneRecipe)
+    verify: VerifySettings = field(default_factory=default_verify_settings)
+    calib_cache: str | None = None  # where calibration statistics are cached (not a setting of the result)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "BuildConfig":
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise GPruneError(f"build config has unknown keys: {', '.join(unknown)}")
-        return cls(**data)
+    def describe(cls) -> str:
+        return "build config"
+
+    def _where(self, name: str) -> str:
+        return f"build config field {name!r}"
 
     @classmethod
     def load(cls, path: str | Path) -> "BuildConfig":
         """From a build config JSON, or from a build's build.json (its "config")."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise GPruneError(f"{path}: cannot read build config ({e})") from None
-        return cls.from_dict(data.get("config", data))
+        if not isinstance(data, dict):
+            raise GPruneError(f"{path}: a build config is a JSON object")
+        data = data.get("config", data)
+        return cls.from_dict(_from_flat(data) if FLAT_KEYS & set(data) else data)
 
     def recipe(self, profile: TargetProfile) -> PruneRecipe:
-        return PruneRecipe(model=self.model, method=self.method, align=profile.align, calib=list(self.calib),
-                           sparsity=profile.sparsity if self.sparsity is None else self.sparsity,
-                           n_samples=self.n_samples, seq_len=self.calib_seq_len, options=dict(self.prune_options))
+        return self.prune.replace(align=profile.align,
+                                  sparsity=profile.sparsity if self.sparsity is None else self.sparsity)
 
-    def verify_settings(self, profile: TargetProfile):
-        from runtime_checks.speed import SpeedSettings
-        from runtime_checks.verify import VerifySettings
-
+    def verify_settings(self, profile: TargetProfile) -> VerifySettings:
         threads = self.threads or profile.threads
-        return VerifySettings(tasks=tuple(self.tasks), distributions=tuple(self.distributions), limit=self.limit,
-                              max_windows=self.windows, seq_len=self.eval_seq_len, threads=threads,
-                              speed=SpeedSettings(pairs=self.pairs, threads=threads))
+        speed = self.verify.speed and self.verify.speed.replace(threads=threads)
+        return self.verify.replace(threads=threads, speed=speed)
+
+
+# The first build.json layout was flat, with renamed copies of the stages' fields.
+FLAT_KEYS = {"model", "method", "calib", "n_samples", "calib_seq_len", "prune_options", "tasks", "distributions",
+             "limit", "windows", "eval_seq_len", "pairs"}
+
+
+def _from_flat(data: dict) -> dict:
+    data = dict(data)
+    options = dict(data.pop("prune_options", None) or {})
+    calib_cache = options.pop("calib_cache", None)
+    prune_fields = {"model": "model", "calib": "calib", "n_samples": "n_samples", "calib_seq_len": "seq_len"}
+    verify_fields = {"tasks": "tasks", "distributions": "distributions", "limit": "limit", "windows": "max_windows",
+                     "eval_seq_len": "seq_len"}
+    recipe = {new: data.pop(old) for old, new in prune_fields.items() if old in data}
+    recipe["method"] = {"name": data.pop("method", "gprune"), **options}
+    verify_settings = {new: data.pop(old) for old, new in verify_fields.items() if old in data}
+    default = default_verify_settings().to_dict()
+    speed = {**default["speed"], **({"pairs": data.pop("pairs")} if "pairs" in data else {})}
+    return {**data, "calib_cache": calib_cache, "prune": {"version": 2, **recipe},
+            "verify": {**default, **verify_settings, "speed": speed}}
+
+
+@dataclass
+class BuiltArtifact:
+    """One artifact of a build, as build.json lists it (paths relative to the build folder)."""
+    artifact: str
+    format: str
+    dtype: str
+    size_bytes: int
+    dense_size_bytes: int
+    export_parity: dict
+    fallbacks: list[str]
+    report: str
+    gate: gate.GateResult
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "gate": self.gate.to_dict()}
 
 
 @dataclass
 class BuildResult:
     out: Path
-    passed: bool
-    summary: dict  # what build.json holds
+    config: BuildConfig
+    target: TargetProfile
+    prune: dict  # sparsity achieved, prunable parameters before/after
+    artifacts: list[BuiltArtifact]
+
+    @property
+    def passed(self) -> bool:
+        return all(a.gate.passed for a in self.artifacts)
+
+    def to_dict(self) -> dict:
+        """What build.json holds."""
+        return {"config": self.config.to_dict(), "target": self.target.to_dict(), "prune": self.prune,
+                "artifacts": [a.to_dict() for a in self.artifacts], "passed": self.passed}
 
 
 def artifact_name(fmt: str, dtype: str) -> str:
@@ -90,9 +142,6 @@ def _dense_dir(model: str, work: Path) -> Path:
     source = resolve(model)
     if isinstance(source, Path) and source.is_dir():
         return source
-    from edgecore.checkpoint import save_checkpoint
-    from edgecore.loading import load_model
-
     dense, tokenizer = load_model(model)
     return save_checkpoint(dense, tokenizer, work / "dense")
 
@@ -100,33 +149,27 @@ def _dense_dir(model: str, work: Path) -> Path:
 def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> BuildResult:
     """Prune -> export pruned and dense -> verify each artifact with the target's gate.
     OUT gets pruned/, artifacts/, dense-artifacts/, reports/ and build.json, all at once."""
-    from exporters import check_request, export
-    from runtime_checks.verify import verify
-
     profile = load_target(config.target)
     for fmt, dtype in profile.formats:
         check_request(fmt, dtype)
+    thresholds = gate.check_thresholds(profile.gate, f"target {profile.name} gate")
     recipe, settings = config.recipe(profile), config.verify_settings(profile)
     check_writable(out, overwrite)
-    threads = settings.threads
-    summary = {"config": config.to_dict(), "target": dataclasses.asdict(profile), "artifacts": []}
+    artifacts = []
     with atomic_dir(out, overwrite) as tmp:
-        pruned = prune(recipe, tmp / "pruned")
-        summary["prune"] = {"sparsity": pruned.sparsity, "prunable_before": pruned.prunable_before,
-                            "prunable_after": pruned.prunable_after}
-        dense_dir = _dense_dir(config.model, tmp)
+        pruned = prune(recipe, tmp / "pruned", calib_cache=config.calib_cache)
+        dense_dir = _dense_dir(recipe.model, tmp)
         for fmt, dtype in profile.formats:
             name = artifact_name(fmt, dtype)
-            candidate = export(tmp / "pruned", fmt, dtype, tmp / "artifacts" / name, threads=threads)
-            baseline = export(dense_dir, fmt, dtype, tmp / "dense-artifacts" / name, threads=threads)
+            candidate = export(tmp / "pruned", fmt, dtype, tmp / "artifacts" / name, threads=settings.threads)
+            baseline = export(dense_dir, fmt, dtype, tmp / "dense-artifacts" / name, threads=settings.threads)
             report = verify(candidate.path, baseline.path, tmp / "reports" / name, settings=settings,
-                            thresholds=profile.gate, tokenizer_from=dense_dir)
-            summary["artifacts"].append({
-                "artifact": str(Path("artifacts") / name), "format": fmt, "dtype": dtype,
-                "size_bytes": candidate.size_bytes, "dense_size_bytes": baseline.size_bytes,
-                "export_parity": candidate.parity, "fallbacks": candidate.fallbacks,
-                "report": str(Path("reports") / name / "report.md"), "gate": report["gate"],
-            })
-        summary["passed"] = all(a["gate"]["passed"] for a in summary["artifacts"])
-        (tmp / BUILD_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return BuildResult(Path(out), summary["passed"], summary)
+                            thresholds=thresholds, tokenizer_from=dense_dir)
+            artifacts.append(BuiltArtifact(
+                str(Path("artifacts") / name), fmt, dtype, candidate.size_bytes, baseline.size_bytes,
+                candidate.parity, candidate.fallbacks, str(Path("reports") / name / "report.md"), report.gate))
+        result = BuildResult(Path(out), config, profile, {
+            "sparsity": pruned.sparsity, "prunable_before": pruned.prunable_before,
+            "prunable_after": pruned.prunable_after}, artifacts)
+        (tmp / BUILD_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    return result

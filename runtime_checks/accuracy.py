@@ -12,7 +12,6 @@ import torch
 from tqdm.auto import tqdm
 
 from edgecore.textdata import eval_windows, load_documents
-
 from runtime_checks import tasks as task_data
 from runtime_checks.loglik import encode_pair, score
 
@@ -35,8 +34,13 @@ class TaskResult:
     perplexity: float | None = None  # LAMBADA only: exp(-mean log p(target))
 
     @property
+    def metric(self) -> str:
+        """The primary metric's name: "acc" or "acc_norm"."""
+        return PRIMARY_METRIC[self.task]
+
+    @property
     def primary(self) -> float:
-        return self.acc_norm if PRIMARY_METRIC[self.task] == "acc_norm" else self.acc
+        return self.acc_norm if self.metric == "acc_norm" else self.acc
 
     @property
     def stderr(self) -> float:
@@ -45,8 +49,13 @@ class TaskResult:
         return math.sqrt(p * (1 - p) / max(self.n - 1, 1))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "metric": PRIMARY_METRIC[self.task], "primary": self.primary,
+        return {**asdict(self), "metric": self.metric, "primary": self.primary,
                 "stderr": self.stderr}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TaskResult":
+        """Inverse of to_dict (metric, primary and stderr are derived, so they are not read back)."""
+        return cls(**{k: v for k, v in data.items() if k not in ("metric", "primary", "stderr")})
 
 
 @dataclass
@@ -59,6 +68,10 @@ class PerplexityResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PerplexityResult":
+        return cls(**data)
 
 
 def _chunks(items: list, size: int = CHUNK):

@@ -7,6 +7,8 @@ import os
 import platform
 from importlib import metadata
 
+from runtime_checks.report_schema import Environment
+
 PACKAGES = ("gprune-edge", "torch", "transformers", "llama-cpp-python", "onnxruntime", "gguf", "numpy")
 
 
@@ -28,13 +30,13 @@ def _version(name: str) -> str | None:
         return None
 
 
-def environment(threads: int | None) -> dict:
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "packages": {name: _version(name) for name in PACKAGES},
-    }
+def environment(threads: int | None) -> Environment:
+    return Environment(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        cpu=cpu_model(),
+        cores=os.cpu_count(),
+        threads=threads,
+        platform=platform.platform(),
+        python=platform.python_version(),
+        packages={name: _version(name) for name in PACKAGES},
+    )

@@ -1,9 +1,12 @@
-"""Reload an artifact in the runtime that serves it and compare it with the
-torch model on a fixed text; fail when it is beyond the tolerance for its type."""
+"""The check run after every export: reload the artifact in the runtime that serves it,
+compare it with the torch model it was exported from on a fixed text (check_export), and
+fail when it is beyond the tolerance for its dtype (check_tolerance)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 from edgecore.errors import GPruneError
 from runtime_checks.backends import load_backend
@@ -51,23 +54,33 @@ def parity_ids(tokenizer) -> list[int]:
     return tokenizer(PARITY_TEXT)["input_ids"][:MAX_PARITY_TOKENS]
 
 
-def check_tolerance(parity: Parity, dtype: str, artifact: str) -> None:
-    tol = TOLERANCES[dtype]
-    problems = []
-    if parity.top1_agreement < tol.min_top1:
+def _tolerance(dtype: str) -> Tolerance:
+    if dtype not in TOLERANCES:
+        raise GPruneError(f"no parity tolerance for dtype {dtype!r}; known: {', '.join(TOLERANCES)}")
+    return TOLERANCES[dtype]
+
+
+def check_tolerance(parity: Parity, dtype: str, what: str) -> None:
+    """Raise GPruneError, in one line naming every figure out of bounds (or NaN), when `parity`
+    is beyond TOLERANCES[dtype]; `what` names the artifact in the message (e.g. "gguf export")."""
+    tol = _tolerance(dtype)
+    figures = {f.name: getattr(parity, f.name) for f in fields(parity)} | {"ppl_ratio": parity.ppl_ratio}
+    nan = {name for name, value in figures.items() if math.isnan(value)}
+    problems = [f"{name} is NaN" for name in figures if name in nan]
+    if "top1_agreement" not in nan and parity.top1_agreement < tol.min_top1:
         problems.append(f"top-1 agreement {parity.top1_agreement:.3f} < {tol.min_top1}")
-    if parity.kl_mean > tol.max_kl_mean:
+    if "kl_mean" not in nan and parity.kl_mean > tol.max_kl_mean:
         problems.append(f"mean KL {parity.kl_mean:.2e} > {tol.max_kl_mean:.0e}")
-    if abs(parity.ppl_ratio - 1) > tol.max_ppl_drift:
+    if "ppl_ratio" not in nan and abs(parity.ppl_ratio - 1) > tol.max_ppl_drift:
         problems.append(f"perplexity ratio {parity.ppl_ratio:.3f} outside 1 ± {tol.max_ppl_drift}")
     if problems:
-        raise GPruneError(f"{artifact} ({dtype}) fails parity with the torch model: {'; '.join(problems)}")
+        raise GPruneError(f"{what} ({dtype}) fails parity with the torch model: {'; '.join(problems)}")
 
 
 @dataclass
-class Verification:
-    parity: Parity
-    generated: list[int]  # the artifact's greedy tokens
+class ExportCheck:
+    parity: Parity  # the artifact on its runtime against the torch model, on PARITY_TEXT
+    generated: list[int]  # the artifact's greedy tokens after GENERATION_PROMPT (its runtime's KV cache)
     reference_generated: list[int]  # torch's
 
     @property
@@ -75,14 +88,17 @@ class Verification:
         return self.generated == self.reference_generated
 
 
-def verify(artifact, runtime: str, source, dtype: str, threads: int | None = None,
-           new_tokens: int = 16) -> Verification:
-    """Parity on PARITY_TEXT and greedy generation with the runtime's KV cache, against torch."""
-    reference = TorchBackend(source.path, model=source.model, tokenizer=source.tokenizer)
-    ids = parity_ids(source.tokenizer)
-    prompt = source.tokenizer(GENERATION_PROMPT)["input_ids"]
+def check_export(artifact: Path, runtime: str, model, tokenizer, dtype: str, threads: int | None = None,
+                 new_tokens: int = 16) -> ExportCheck:
+    """Parity on PARITY_TEXT and greedy generation with the runtime's KV cache, against `model` (the
+    torch model the artifact was exported from, in memory) on torch. `dtype` is the artifact's
+    (a TOLERANCES key); the result is measured, not judged: pass it to check_tolerance."""
+    _tolerance(dtype)  # an unknown dtype fails before anything is loaded
+    reference = TorchBackend.from_model(model, tokenizer, label="torch model")
+    ids = parity_ids(tokenizer)
+    prompt = tokenizer(GENERATION_PROMPT)["input_ids"]
     with load_backend(runtime, artifact, threads) as candidate:
         parity = compare_logits(reference.logits(ids), candidate.logits(ids), ids)
         generated = candidate.generate(prompt, new_tokens).tokens
     reference_generated = reference.generate(prompt, new_tokens).tokens
-    return Verification(parity, generated, reference_generated)
+    return ExportCheck(parity, generated, reference_generated)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecore.loading import resolve
+from runtime_checks.report_schema import Footprint
+
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".onnx_data", ".data")
 
 
@@ -48,13 +51,12 @@ def parameter_count(path: Path) -> int | None:
     return _safetensors_params(safetensors) if safetensors else None
 
 
-def describe(artifact) -> dict:
+def footprint(artifact) -> Footprint:
+    """Size on disk and parameter count of an artifact: a path, a built-in name or a hub id."""
     path = Path(str(artifact)).expanduser()
     if not path.exists():  # a built-in name or hub id: resolved the way loading does
-        from edgecore.loading import resolve
-
         path = Path(resolve(str(artifact)))
     files = weight_files(path)
-    return {"path": str(path), "file_bytes": sum(f.stat().st_size for f in files),
-            "file_mb": sum(f.stat().st_size for f in files) / 2**20, "parameters": parameter_count(path),
-            "files": [f.name for f in files]}
+    size = sum(f.stat().st_size for f in files)
+    return Footprint(path=str(path), file_bytes=size, file_mb=size / 2**20, parameters=parameter_count(path),
+                     files=[f.name for f in files])

@@ -14,31 +14,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecore.errors import GPruneError
+from edgecore.errors import GPruneError, first_line
+from runtime_checks.report_schema import CandidateRun, Comparison, GateResult, Report
 
 
-def _mean_accuracy_drop(c: dict, run: dict):
-    delta = c["mean_accuracy"]["delta"]
+def _mean_accuracy_drop(c: Comparison, run: CandidateRun):
+    delta = c.mean_accuracy.delta
     return None if delta is None else -delta
 
 
-def _decode_speedup(c: dict, run: dict):
-    return c["speed_ratio"]["decode_tok_s"] if c["speed_ratio"] else None
+def _decode_speedup(c: Comparison, run: CandidateRun):
+    return c.speed_ratio.decode_tok_s if c.speed_ratio else None
 
 
-def _peak_memory(c: dict, run: dict):
-    return run["memory"]["peak_rss_mb"] if run.get("memory") else None
+def _peak_memory(c: Comparison, run: CandidateRun):
+    return run.memory.peak_rss_mb if run.memory else None
 
 
-def _top1(c: dict, run: dict):
-    return run["parity"]["top1_agreement"] if run.get("parity") else None
+def _top1(c: Comparison, run: CandidateRun):
+    return run.parity.top1_agreement
 
 
 # key -> (figure from (comparison, candidate run), passes(figure, threshold), wording)
 CHECKS = {
     "max_accuracy_drop": (_mean_accuracy_drop, lambda v, t: v <= t, "mean accuracy drop"),
-    "max_perplexity_ratio": (lambda c, run: c["max_perplexity_ratio"], lambda v, t: v <= t,
-                             "worst perplexity ratio"),
+    "max_perplexity_ratio": (lambda c, run: c.max_perplexity_ratio, lambda v, t: v <= t, "worst perplexity ratio"),
     "min_decode_speedup": (_decode_speedup, lambda v, t: v >= t, "decode speedup"),
     "max_peak_memory_mb": (_peak_memory, lambda v, t: v <= t, "peak memory (MB)"),
     "min_top1_agreement": (_top1, lambda v, t: v >= t, "top-1 agreement"),
@@ -68,7 +68,7 @@ def load_thresholds(path) -> dict:
     except OSError as e:
         raise GPruneError(f"cannot read gate file {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise GPruneError(f"{path}: not valid JSON/YAML ({str(e).splitlines()[0]})") from None
+        raise GPruneError(f"{path}: not valid JSON/YAML ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise GPruneError(f"{path}: expected a mapping of thresholds, e.g. max_perplexity_ratio: 1.5")
     unknown = sorted(set(data) - set(CHECKS))
@@ -81,13 +81,19 @@ def load_thresholds(path) -> dict:
     return {k: float(v) for k, v in data.items()}
 
 
-def evaluate(report: dict, thresholds: dict) -> list[Failure]:
+def evaluate(report: Report, thresholds: dict) -> list[Failure]:
     """Failed thresholds over every candidate backend in the report (empty: the gate passes)."""
     failures = []
-    for run in report["candidates"]:
+    for run in report.candidates:
         for key, threshold in thresholds.items():
             figure_of, passes, _ = CHECKS[key]
-            figure = figure_of(run["comparison"], run)
+            figure = figure_of(run.comparison, run)
             if figure is None or not passes(figure, threshold):
-                failures.append(Failure(key, run["backend"], figure, threshold))
+                failures.append(Failure(key, run.backend, figure, threshold))
     return failures
+
+
+def check(report: Report, thresholds: dict) -> GateResult:
+    """The gate's verdict on `report`, as recorded in report.json's "gate"."""
+    failures = evaluate(report, thresholds)
+    return GateResult(thresholds=dict(thresholds), passed=not failures, failures=[str(f) for f in failures])

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 from edgecore.errors import GPruneError
+from runtime_checks.report_schema import MemoryPeak
 
 
 def peak_rss(artifact, backend: str, threads: int | None = None, prompt_tokens: int = 64,
-             new_tokens: int = 16) -> dict:
-    """{"peak_rss_mb": ..., "before_load_mb": ...} from runtime_checks.memory_probe in a subprocess."""
+             new_tokens: int = 16) -> MemoryPeak:
+    """The peak RSS runtime_checks.memory_probe reports from a subprocess."""
     cmd = [sys.executable, "-m", "runtime_checks.memory_probe", str(artifact), "--backend", backend,
            "--prompt-tokens", str(prompt_tokens), "--new-tokens", str(new_tokens)]
     if threads:
@@ -22,4 +23,4 @@ def peak_rss(artifact, backend: str, threads: int | None = None, prompt_tokens: 
     if done.returncode != 0 or not lines:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise GPruneError(f"memory probe failed for {artifact} on {backend}: {last}")
-    return json.loads(lines[-1])
+    return MemoryPeak.from_dict(json.loads(lines[-1]))

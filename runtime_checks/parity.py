@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from runtime_checks.loglik import log_softmax
+
 
 @dataclass
 class Parity:
@@ -26,11 +28,10 @@ class Parity:
     def to_dict(self) -> dict:
         return {**asdict(self), "ppl_ratio": self.ppl_ratio}
 
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+    @classmethod
+    def from_dict(cls, data: dict) -> "Parity":
+        """Inverse of to_dict (ppl_ratio is derived, so it is not read back)."""
+        return cls(**{k: v for k, v in data.items() if k != "ppl_ratio"})
 
 
 def _perplexity(logp: np.ndarray, ids: list[int]) -> float:
@@ -42,7 +43,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, ids: list[int])
     """Both arrays [len(ids), vocab] from `Backend.logits(ids)`; vocabularies are cut to the shorter."""
     vocab = min(reference.shape[-1], candidate.shape[-1])
     ref, cand = reference[:, :vocab], candidate[:, :vocab]
-    lp_ref, lp_cand = _log_softmax(ref), _log_softmax(cand)
+    lp_ref, lp_cand = log_softmax(ref), log_softmax(cand)
     kl = (np.exp(lp_ref) * (lp_ref - lp_cand)).sum(-1)
     diff = np.abs(ref.astype(np.float64) - cand)
     return Parity(
@@ -54,6 +55,6 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, ids: list[int])
     )
 
 
-def compare(reference, candidate, ids: list[int]) -> Parity:
-    """Parity of two `Backend`s on `ids`."""
+def compare_backends(reference, candidate, ids: list[int]) -> Parity:
+    """Parity of two loaded `Backend`s: each computes the logits of `ids`, compare_logits compares them."""
     return compare_logits(reference.logits(ids), candidate.logits(ids), ids)

@@ -9,78 +9,79 @@ import io
 import json
 from pathlib import Path
 
+from runtime_checks.report_schema import CandidateRun, Report
+
 
 def _fmt(value, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
+def table(header: list[str], rows: list[list]) -> list[str]:
+    """A Markdown table, one line per row."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
-def task_rows(run: dict) -> list[list]:
-    c = run["comparison"]["tasks"]
-    return [[name, r["metric"], r["n"], _fmt(r["baseline"], ".3f"), _fmt(r["candidate"], ".3f"),
-             _fmt(r["delta"], "+.3f"), _fmt(r["chance"], ".2f")] for name, r in c.items()]
+def task_rows(run: CandidateRun) -> list[list]:
+    return [[name, r.metric, r.n, _fmt(r.baseline, ".3f"), _fmt(r.candidate, ".3f"), _fmt(r.delta, "+.3f"),
+             _fmt(r.chance, ".2f")] for name, r in run.comparison.tasks.items()]
 
 
-def perplexity_rows(run: dict) -> list[list]:
-    return [[name, _fmt(r["baseline"], ".3f"), _fmt(r["candidate"], ".3f"), _fmt(r["ratio"], ".4f")]
-            for name, r in run["comparison"]["perplexity"].items()]
+def perplexity_rows(run: CandidateRun) -> list[list]:
+    return [[name, _fmt(r.baseline, ".3f"), _fmt(r.candidate, ".3f"), _fmt(r.ratio, ".4f")]
+            for name, r in run.comparison.perplexity.items()]
 
 
-def speed_rows(run: dict) -> list[list]:
-    speed = run.get("speed")
+def speed_rows(run: CandidateRun) -> list[list]:
+    speed = run.speed
     if not speed:
         return []
-    return [[name, _fmt(speed["baseline"][name], ".1f"), _fmt(speed["candidate"][name], ".1f"),
-             _fmt(r["median"], ".3f"), _fmt(r["min"], ".3f"), _fmt(r["max"], ".3f")]
-            for name, r in speed["ratio"].items()]
+    return [[name, _fmt(getattr(speed.baseline, name), ".1f"), _fmt(getattr(speed.candidate, name), ".1f"),
+             _fmt(r.median, ".3f"), _fmt(r.min, ".3f"), _fmt(r.max, ".3f")]
+            for name, r in speed.ratio.items()]
 
 
-def footprint_rows(report: dict, run: dict) -> list[list]:
-    base = report["baseline_run"]
-    rows = [["file MB", _fmt(base["artifact"]["file_mb"], ".1f"), _fmt(run["artifact"]["file_mb"], ".1f"),
-             _fmt(run["comparison"]["file_mb_ratio"], ".3f")],
-            ["parameters", _fmt(base["artifact"]["parameters"], ","), _fmt(run["artifact"]["parameters"], ","),
-             _fmt(run["comparison"]["parameters_ratio"], ".3f")]]
-    memory = run["comparison"]["memory"]
+def footprint_rows(report: Report, run: CandidateRun) -> list[list]:
+    base, c = report.baseline_run, run.comparison
+    rows = [["file MB", _fmt(base.artifact.file_mb, ".1f"), _fmt(run.artifact.file_mb, ".1f"),
+             _fmt(c.file_mb_ratio, ".3f")],
+            ["parameters", _fmt(base.artifact.parameters, ","), _fmt(run.artifact.parameters, ","),
+             _fmt(c.parameters_ratio, ".3f")]]
+    memory = c.memory
     if memory:
-        rows.append(["peak RSS MB (whole process)", _fmt(memory["baseline_mb"], ".0f"), _fmt(memory["candidate_mb"], ".0f"),
-                     _fmt(memory["ratio"], ".3f")])
-        rows.append(["RSS added by load + run, MB", _fmt(memory["baseline_model_mb"], ".0f"),
-                     _fmt(memory["candidate_model_mb"], ".0f"), _fmt(memory["model_ratio"], ".3f")])
+        rows.append(["peak RSS MB (whole process)", _fmt(memory.baseline_mb, ".0f"), _fmt(memory.candidate_mb, ".0f"),
+                     _fmt(memory.ratio, ".3f")])
+        rows.append(["RSS added by load + run, MB", _fmt(memory.baseline_model_mb, ".0f"),
+                     _fmt(memory.candidate_model_mb, ".0f"), _fmt(memory.model_ratio, ".3f")])
     return rows
 
 
-def to_markdown(report: dict, gate_failures=None) -> str:
-    env = report["environment"]
-    base = report["baseline_run"]
-    lines = [f"# Verification: {report['artifact']}", "",
-             f"Baseline `{report['baseline']}` on {base['backend']}. Measured {env['date']} on {env['cpu']} "
-             f"({env['cores']} cores, {env['threads']} thread(s)); limit {report['settings']['limit']} "
+def to_markdown(report: Report) -> str:
+    env, base = report.environment, report.baseline_run
+    lines = [f"# Verification: {report.artifact}", "",
+             f"Baseline `{report.baseline}` on {base.backend}. Measured {env.date} on {env.cpu} "
+             f"({env.cores} cores, {env.threads} thread(s)); limit {report.settings.limit} "
              f"questions per task.", ""]
-    for run in report["candidates"]:
-        parity = run["parity"]
-        lines += [f"## {run['backend']}", "",
-                  f"Parity vs baseline on {parity['tokens']} tokens of fixed text: top-1 agreement "
-                  f"{parity['top1_agreement']:.3f}, mean KL {parity['kl_mean']:.4g} nats (max {parity['kl_max']:.3g}).",
+    for run in report.candidates:
+        parity = run.parity
+        lines += [f"## {run.backend}", "",
+                  f"Parity vs baseline on {parity.tokens} tokens of fixed text: top-1 agreement "
+                  f"{parity.top1_agreement:.3f}, mean KL {parity.kl_mean:.4g} nats (max {parity.kl_max:.3g}).",
                   "", "### Accuracy", ""]
-        lines += _table(["task", "metric", "n", "baseline", "candidate", "delta", "chance"], task_rows(run))
-        mean = run["comparison"]["mean_accuracy"]
-        lines += ["", f"Mean: baseline {_fmt(mean['baseline'], '.3f')}, candidate {_fmt(mean['candidate'], '.3f')}, "
-                      f"delta {_fmt(mean['delta'], '+.3f')}.", "", "### Perplexity", ""]
-        lines += _table(["distribution", "baseline", "candidate", "ratio"], perplexity_rows(run))
-        if run.get("speed"):
-            lines += ["", f"### Speed ({run['speed']['settings']['pairs']} alternating pairs; ratio = candidate / "
+        lines += table(["task", "metric", "n", "baseline", "candidate", "delta", "chance"], task_rows(run))
+        mean = run.comparison.mean_accuracy
+        lines += ["", f"Mean: baseline {_fmt(mean.baseline, '.3f')}, candidate {_fmt(mean.candidate, '.3f')}, "
+                      f"delta {_fmt(mean.delta, '+.3f')}.", "", "### Perplexity", ""]
+        lines += table(["distribution", "baseline", "candidate", "ratio"], perplexity_rows(run))
+        if run.speed:
+            lines += ["", f"### Speed ({run.speed.settings.pairs} alternating pairs; ratio = candidate / "
                           "baseline per pair)", ""]
-            lines += _table(["figure", "baseline", "candidate", "ratio median", "min", "max"], speed_rows(run))
+            lines += table(["figure", "baseline", "candidate", "ratio median", "min", "max"], speed_rows(run))
         lines += ["", "### Size and memory", ""]
-        lines += _table(["figure", "baseline", "candidate", "ratio"], footprint_rows(report, run))
+        lines += table(["figure", "baseline", "candidate", "ratio"], footprint_rows(report, run))
         lines.append("")
-    if gate_failures is not None:
-        lines += ["## Gate", ""] + ([f"- FAILED {f}" for f in gate_failures] or ["All thresholds pass."]) + [""]
+    if report.gate is not None:
+        lines += ["## Gate", ""] + ([f"- FAILED {f}" for f in report.gate.failures] or ["All thresholds pass."]) + [""]
     return "\n".join(lines)
 
 
@@ -101,7 +102,7 @@ def _bars(ax, labels, baseline, candidate, title, candidate_label):
     ax.legend()
 
 
-def plots(report: dict) -> list[str]:
+def plots(report: Report) -> list[str]:
     """Base64 PNGs: accuracy per task, perplexity per distribution, speed and memory ratios."""
     import matplotlib
 
@@ -109,20 +110,20 @@ def plots(report: dict) -> list[str]:
     import matplotlib.pyplot as plt
 
     images = []
-    for run in report["candidates"]:
-        c = run["comparison"]
+    for run in report.candidates:
+        c = run.comparison
         fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-        _bars(axes[0], list(c["tasks"]), [r["baseline"] for r in c["tasks"].values()],
-              [r["candidate"] for r in c["tasks"].values()], "accuracy per task", run["backend"])
-        axes[0].scatter(range(len(c["tasks"])), [r["chance"] for r in c["tasks"].values()], marker="_", s=300,
+        _bars(axes[0], list(c.tasks), [r.baseline for r in c.tasks.values()],
+              [r.candidate for r in c.tasks.values()], "accuracy per task", run.backend)
+        axes[0].scatter(range(len(c.tasks)), [r.chance for r in c.tasks.values()], marker="_", s=300,
                         color="k", label="chance")
-        _bars(axes[1], list(c["perplexity"]), [r["baseline"] for r in c["perplexity"].values()],
-              [r["candidate"] for r in c["perplexity"].values()], "perplexity per distribution", run["backend"])
-        ratios = {f"{k} (median)": v for k, v in (c["speed_ratio"] or {}).items()}
-        if c["memory"]:
-            ratios["peak RSS"] = c["memory"]["ratio"]
-        if c["file_mb_ratio"]:
-            ratios["file size"] = c["file_mb_ratio"]
+        _bars(axes[1], list(c.perplexity), [r.baseline for r in c.perplexity.values()],
+              [r.candidate for r in c.perplexity.values()], "perplexity per distribution", run.backend)
+        ratios = {f"{k} (median)": v for k, v in (c.speed_ratio.to_dict() if c.speed_ratio else {}).items()}
+        if c.memory:
+            ratios["peak RSS"] = c.memory.ratio
+        if c.file_mb_ratio:
+            ratios["file size"] = c.file_mb_ratio
         axes[2].barh(list(ratios), list(ratios.values()))
         axes[2].axvline(1.0, color="k", linewidth=1)
         axes[2].set_title("candidate / baseline")
@@ -131,16 +132,17 @@ def plots(report: dict) -> list[str]:
     return images
 
 
-def to_html(report: dict, markdown: str) -> str:
+def to_html(report: Report, markdown: str) -> str:
     images = "".join(f'<img alt="plots" src="data:image/png;base64,{b64}"/>' for b64 in plots(report))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>gprune-edge verify</title>"
             f"<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}img{{max-width:100%}}</style>"
             f"</head><body>{images}<pre>{html.escape(markdown)}</pre></body></html>")
 
 
-def write_report(report: dict, out: Path, gate_failures=None) -> None:
+def write_report(report: Report, out: Path) -> None:
+    """report.json (Report.to_dict), report.md and report.html in the directory `out`."""
     out = Path(out)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    markdown = to_markdown(report, gate_failures)
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    markdown = to_markdown(report)
     (out / "report.md").write_text(markdown)
     (out / "report.html").write_text(to_html(report, markdown))

@@ -13,22 +13,11 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-DEFAULT_PAIRS = 7
-DEFAULT_PREFILL_TOKENS = 512
-DEFAULT_PROMPT_TOKENS = 64
-DEFAULT_DECODE_TOKENS = 64
+from runtime_checks.report_schema import RatioSummary, SpeedComparison, SpeedFigures
+from runtime_checks.settings import SpeedSettings  # defined with the other settings; importable from here too
 
 # per model, per repetition; "higher is better" for the first two, lower for ttft
 FIGURES = ("prefill_tok_s", "decode_tok_s", "ttft_ms")
-
-
-@dataclass
-class SpeedSettings:
-    pairs: int = DEFAULT_PAIRS
-    prefill_tokens: int = DEFAULT_PREFILL_TOKENS  # one forward over this many tokens: prefill tok/s
-    prompt_tokens: int = DEFAULT_PROMPT_TOKENS  # the decode run's prompt: its first token gives TTFT
-    decode_tokens: int = DEFAULT_DECODE_TOKENS
-    threads: int | None = None
 
 
 @dataclass
@@ -39,8 +28,8 @@ class Samples:
         for name in FIGURES:
             self.values[name].append(measured[name])
 
-    def medians(self) -> dict:
-        return {name: statistics.median(v) for name, v in self.values.items()}
+    def medians(self) -> SpeedFigures:
+        return SpeedFigures(**{name: statistics.median(v) for name, v in self.values.items()})
 
 
 def measure_once(backend, prefill_ids: list[int], prompt_ids: list[int], decode_tokens: int) -> dict:
@@ -50,11 +39,11 @@ def measure_once(backend, prefill_ids: list[int], prompt_ids: list[int], decode_
             "ttft_ms": decode.first_token_s * 1000}
 
 
-def _ratio_summary(ratios: list[float]) -> dict:
-    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "pairs": ratios}
+def _ratio_summary(ratios: list[float]) -> RatioSummary:
+    return RatioSummary(median=statistics.median(ratios), min=min(ratios), max=max(ratios), pairs=ratios)
 
 
-def compare_speed(candidate, baseline, prompt_source: list[int], settings: SpeedSettings) -> dict:
+def compare_speed(candidate, baseline, prompt_source: list[int], settings: SpeedSettings) -> SpeedComparison:
     """Medians per model and candidate/baseline ratios per pair; `prompt_source` supplies the prompts."""
     prefill_ids = prompt_source[:settings.prefill_tokens]
     prompt_ids = prompt_source[:settings.prompt_tokens]
@@ -70,11 +59,9 @@ def compare_speed(candidate, baseline, prompt_source: list[int], settings: Speed
         for role, values in measured.items():
             samples[role].add(values)
         pairs.append(measured)
-    ratios = {name: _ratio_summary([p["candidate"][name] / p["baseline"][name] for p in pairs]) for name in FIGURES}
-    return {
-        "settings": {"pairs": settings.pairs, "prefill_tokens": len(prefill_ids), "prompt_tokens": len(prompt_ids),
-                     "decode_tokens": settings.decode_tokens, "threads": settings.threads},
-        "candidate": samples["candidate"].medians(),
-        "baseline": samples["baseline"].medians(),
-        "ratio": ratios,  # candidate / baseline; > 1 is faster for tok/s, slower for ttft
-    }
+    return SpeedComparison(
+        settings=settings.replace(prefill_tokens=len(prefill_ids), prompt_tokens=len(prompt_ids)),
+        candidate=samples["candidate"].medians(),
+        baseline=samples["baseline"].medians(),
+        ratio={name: _ratio_summary([p["candidate"][name] / p["baseline"][name] for p in pairs]) for name in FIGURES},
+    )

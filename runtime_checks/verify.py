@@ -8,45 +8,26 @@ unless told otherwise, so a GGUF can be checked against the HF model it came fro
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from edgecore.errors import GPruneError
+from edgecore.errors import GPruneError, first_line
 from edgecore.loading import resolve
 from edgecore.outputs import atomic_dir, check_writable
 from edgecore.textdata import eval_windows, load_documents
-
 from runtime_checks import accuracy, tasks
-from runtime_checks.footprint import describe
 from runtime_checks.backends import BACKEND_NAMES, backend_class, check_artifact, default_backend, load_backend
 from runtime_checks.deltas import compare_runs
 from runtime_checks.environment import environment
+from runtime_checks.footprint import footprint
 from runtime_checks.memory import peak_rss
 from runtime_checks.parity import compare_logits
-from runtime_checks.speed import SpeedSettings, compare_speed
+from runtime_checks.report_schema import CandidateRun, Report, Run
+from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, VerifySettings  # also imported from here
+from runtime_checks.speed import compare_speed
 
-DEFAULT_DISTRIBUTIONS = ("wiki", "news", "science", "code")
 PARITY_SOURCE = "wiki"  # the fixed text: the first eval window of this distribution
-
-
-@dataclass
-class VerifySettings:
-    tasks: tuple = tasks.TASK_NAMES
-    distributions: tuple = DEFAULT_DISTRIBUTIONS
-    limit: int | None = 100  # questions per task (fixed-seed subsample); None = all
-    seed: int = 0
-    seq_len: int = accuracy.DEFAULT_SEQ_LEN
-    max_windows: int = accuracy.DEFAULT_WINDOWS  # perplexity windows per distribution
-    threads: int | None = 1  # 1 gives the most stable timings on a shared machine
-    parity_tokens: int = 256
-    speed: SpeedSettings | None = field(default_factory=SpeedSettings)  # None skips speed
-    memory: bool = True
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def check_inputs(artifact, baseline, backends, baseline_backend, settings: VerifySettings) -> None:
@@ -80,7 +61,7 @@ def load_tokenizer(spec):
             source = source.parent
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
-        raise GPruneError(f"cannot load a tokenizer for {spec}: {str(e).splitlines()[0]}") from None
+        raise GPruneError(f"cannot load a tokenizer for {spec}: {first_line(e)}") from None
 
 
 def fixed_text_ids(tokenizer, length: int) -> list[int]:
@@ -88,22 +69,17 @@ def fixed_text_ids(tokenizer, length: int) -> list[int]:
     return window[0].tolist()
 
 
-def _run(backend, spec, name: str, tokenizer, settings: VerifySettings) -> dict:
+def _run(backend, spec, name: str, tokenizer, settings: VerifySettings) -> Run:
     """Accuracy, memory and size of one model on one backend."""
     measured = accuracy.evaluate(backend, tokenizer, settings.tasks, settings.distributions, settings.limit,
                                  settings.seed, settings.seq_len, settings.max_windows)
-    return {
-        "artifact": describe(spec),
-        "backend": name,
-        "tasks": {k: v.to_dict() for k, v in measured["tasks"].items()},
-        "perplexity": {k: v.to_dict() for k, v in measured["perplexity"].items()},
-        "memory": peak_rss(spec, name, settings.threads) if settings.memory else None,
-    }
+    return Run(artifact=footprint(spec), backend=name, tasks=measured["tasks"], perplexity=measured["perplexity"],
+               memory=peak_rss(spec, name, settings.threads) if settings.memory else None)
 
 
 def run_verification(artifact, baseline, backends=None, baseline_backend: str | None = None,
-                     settings: VerifySettings | None = None, tokenizer_from=None) -> dict:
-    """The report (a JSON-ready dict) of `artifact` on each of `backends` against `baseline`.
+                     settings: VerifySettings | None = None, tokenizer_from=None) -> Report:
+    """The report of `artifact` on each of `backends` against `baseline` (not gated, not written).
     The text is tokenized by the baseline's tokenizer, or by `tokenizer_from`'s (an HF directory)."""
     settings = settings or VerifySettings()
     backends = list(backends or [default_backend(artifact)])
@@ -115,35 +91,34 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
     prompt = fixed_text_ids(tokenizer, max(settings.parity_tokens, settings.speed.prefill_tokens
                                            if settings.speed else 0))
     parity_ids = prompt[:settings.parity_tokens]
-    report = {"artifact": str(artifact), "baseline": str(baseline), "settings": settings.to_dict(),
-              "environment": environment(settings.threads), "candidates": []}
+    env = environment(settings.threads)  # dated when measuring starts
+    candidates = []
     with load_backend(baseline_backend, baseline, settings.threads) as base:
-        report["baseline_run"] = _run(base, baseline, baseline_backend, tokenizer, settings)
+        baseline_run = _run(base, baseline, baseline_backend, tokenizer, settings)
         base_logits = base.logits(parity_ids)
         for name in tqdm(backends, desc="candidate backends", unit="backend", leave=False):
             with load_backend(name, artifact, settings.threads) as cand:
                 run = _run(cand, artifact, name, tokenizer, settings)
-                run["parity"] = compare_logits(base_logits, cand.logits(parity_ids), parity_ids).to_dict()
-                run["speed"] = compare_speed(cand, base, prompt, settings.speed) if settings.speed else None
-            run["comparison"] = compare_runs(run, report["baseline_run"])
-            report["candidates"].append(run)
-    return report
+                parity = compare_logits(base_logits, cand.logits(parity_ids), parity_ids)
+                speed = compare_speed(cand, base, prompt, settings.speed) if settings.speed else None
+            candidates.append(CandidateRun.of(run, parity, speed, compare_runs(run, baseline_run, speed)))
+    return Report(artifact=str(artifact), baseline=str(baseline), settings=settings,
+                  environment=env, baseline_run=baseline_run, candidates=candidates)
 
 
 def verify(artifact, baseline, out_dir, backends=None, baseline_backend: str | None = None,
            settings: VerifySettings | None = None, thresholds: dict | None = None, overwrite: bool = False,
-           tokenizer_from=None) -> dict:
+           tokenizer_from=None) -> Report:
     """run_verification, the gate when `thresholds` are given (gate.load_thresholds), then report.json,
-    report.md and report.html written atomically to `out_dir`. report["gate"]["failures"] lists what failed."""
+    report.md and report.html written atomically to `out_dir`. The gate's verdict is `report.gate`
+    (None without thresholds): `report.gate.passed`, and `report.gate.failures`, one line per failure."""
     from runtime_checks import gate
     from runtime_checks.report import write_report
 
     check_writable(out_dir, overwrite)  # fail before the slow part
     report = run_verification(artifact, baseline, backends, baseline_backend, settings, tokenizer_from)
-    failures = None
     if thresholds is not None:
-        failures = gate.evaluate(report, thresholds)
-        report["gate"] = {"thresholds": thresholds, "passed": not failures, "failures": [str(f) for f in failures]}
+        report.gate = gate.check(report, thresholds)
     with atomic_dir(out_dir, overwrite) as tmp:
-        write_report(report, tmp, failures)
+        write_report(report, tmp)
     return report

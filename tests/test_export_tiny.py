@@ -1,15 +1,21 @@
-"""GGUF and ONNX exports of tiny random Llama/Qwen2/Mistral models, reloaded in
-llama.cpp and onnxruntime and compared with torch (exporters.verify gates parity)."""
+"""The exporters layer on tiny random Llama/Qwen2/Mistral models: `write_artifact` writes a
+GGUF or an ONNX decoder that loads in llama.cpp / onnxruntime and whose logits and greedy
+generation match torch. Exporters only write; the pipeline's gating is tested in test_export_cli."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import gguf
 import pytest
 
-from export_helpers import write_tiny
-from exporters import export
+from edgecore.errors import GPruneError
+from export_helpers import (artifact_path, check_against_torch, needs_llama_cpp, tolerance_problems, write,
+                            write_tiny)
+from exporters import FORMATS, RUNTIMES, WrittenArtifact, check_request, load_source
 from runtime_checks.export_parity import TOLERANCES
 
 
@@ -17,6 +23,11 @@ def _reader_value(path, key):
     return gguf.GGUFReader(str(path)).fields[key].contents()
 
 
+def _source(tmp_path, *args, **kwargs):
+    return load_source(write_tiny(tmp_path / "pruned", *args, **kwargs))
+
+
+@needs_llama_cpp
 @pytest.mark.parametrize("family,uniform,arch", [
     ("llama", False, "deci"),
     ("llama", True, "llama"),
@@ -26,39 +37,46 @@ def _reader_value(path, key):
     ("mistral", True, "llama"),
 ])
 def test_gguf_f32_parity(tmp_path, family, uniform, arch):
-    src = write_tiny(tmp_path / "pruned", family, uniform)
-    result = export(src, "gguf", "f32", tmp_path / "m.gguf")
-    assert result.architecture == arch
-    assert result.parity["top1_agreement"] >= 0.99  # a near-tie may flip in f32 noise
-    assert result.parity["max_abs_logit_diff"] < 1e-3
-    assert result.generation_matches
+    source = _source(tmp_path, family, uniform)
+    result = write(source, "gguf", "f32", tmp_path / "m.gguf")
+    assert result.architecture == arch and result.runtime == "llama.cpp"
+    assert result.path == tmp_path / "m.gguf" and result.size_bytes == result.path.stat().st_size
+    checked = check_against_torch(result, source)
+    assert checked.parity["top1_agreement"] >= 0.99  # a near-tie may flip in f32 noise
+    assert checked.parity["max_abs_logit_diff"] < 1e-3
+    assert checked.generation_matches
     assert _reader_value(result.path, "general.architecture") == arch
 
 
+@needs_llama_cpp
 def test_deci_metadata_is_per_layer(tmp_path):
-    result = export(write_tiny(tmp_path / "pruned"), "gguf", "f16", tmp_path / "m.gguf")
+    source = _source(tmp_path)
+    result = write(source, "gguf", "f16", tmp_path / "m.gguf")
     assert _reader_value(result.path, "deci.feed_forward_length") == [96, 64, 32]
     assert _reader_value(result.path, "deci.attention.head_count") == [4, 2, 4]
     assert _reader_value(result.path, "deci.attention.head_count_kv") == [2, 1, 2]
     assert _reader_value(result.path, "deci.attention.key_length") == 16
-    assert result.generation_matches
+    assert check_against_torch(result, source).generation_matches
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
 def test_onnx_fp32_parity(tmp_path, family):
-    src = write_tiny(tmp_path / "pruned", family)
-    result = export(src, "onnx", "fp32", tmp_path / "onnx")
-    assert result.parity["top1_agreement"] >= 0.99  # a near-tie may flip in f32 noise
-    assert result.parity["max_abs_logit_diff"] < 1e-3
-    assert result.generation_matches  # decode through the exported KV cache
+    source = _source(tmp_path, family)
+    result = write(source, "onnx", "fp32", tmp_path / "onnx")
+    assert result.architecture == "decoder-with-past" and result.runtime == "onnxruntime"
+    checked = check_against_torch(result, source)
+    assert checked.parity["top1_agreement"] >= 0.99  # a near-tie may flip in f32 noise
+    assert checked.parity["max_abs_logit_diff"] < 1e-3
+    assert checked.generation_matches  # decode through the exported KV cache
     assert sorted(p.name for p in result.path.iterdir() if p.name.startswith("model.")) == [
         "model.onnx", "model.onnx_data"]
+    assert {"config.json", "tokenizer.json"} <= {p.name for p in result.path.iterdir()}  # self-contained
 
 
 def test_onnx_names_and_per_layer_kv_shapes(tmp_path):
     import onnx
 
-    result = export(write_tiny(tmp_path / "pruned"), "onnx", "fp32", tmp_path / "onnx", parity="off")
+    result = write(_source(tmp_path), "onnx", "fp32", tmp_path / "onnx")
     graph = onnx.load(str(result.path / "model.onnx"), load_external_data=False).graph
     inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     outputs = [o.name for o in graph.output]
@@ -68,39 +86,68 @@ def test_onnx_names_and_per_layer_kv_shapes(tmp_path):
     assert outputs == ["logits"] + [f"present.{i}.{k}" for i in range(3) for k in ("key", "value")]
 
 
+@needs_llama_cpp
 def test_compensation_biases_export_with_parity(tmp_path):
     src = write_tiny(tmp_path / "pruned", compensation=True)
     config = json.loads((src / "config.json").read_text())
     assert config["o_proj_bias"] and config["down_proj_bias"]
-    gguf_result = export(src, "gguf", "f32", tmp_path / "m.gguf")
+    source = load_source(src)
+    gguf_result = write(source, "gguf", "f32", tmp_path / "m.gguf")
+    assert gguf_result.architecture == "deci"
     names = {t.name for t in gguf.GGUFReader(str(gguf_result.path)).tensors}
     assert {"blk.0.ffn_down.bias", "blk.1.attn_output.bias"} <= names
-    assert gguf_result.parity["max_abs_logit_diff"] < 1e-3
-    onnx_result = export(src, "onnx", "fp32", tmp_path / "onnx")
-    assert onnx_result.parity["max_abs_logit_diff"] < 1e-3
+    assert check_against_torch(gguf_result, source).parity["max_abs_logit_diff"] < 1e-3
+    onnx_result = write(source, "onnx", "fp32", tmp_path / "onnx")
+    assert check_against_torch(onnx_result, source).parity["max_abs_logit_diff"] < 1e-3
 
 
 @pytest.mark.parametrize("fmt,dtype", [("gguf", "f16"), ("gguf", "q8_0"), ("onnx", "fp16"), ("onnx", "int8"),
-                                       ("onnx", "int4")])
+                                       ("onnx", "int4"), ("onnx", "dynamic-int8")])
 def test_lower_precision_within_tolerance(tmp_path, fmt, dtype):
-    src = write_tiny(tmp_path / "pruned", "qwen2")
-    result = export(src, fmt, dtype, tmp_path / ("m.gguf" if fmt == "gguf" else "onnx"))  # raises beyond tolerance
-    assert result.parity["top1_agreement"] >= TOLERANCES[dtype].min_top1
+    if fmt == "gguf":
+        pytest.importorskip("llama_cpp")
+    source = _source(tmp_path, "qwen2")
+    result = write(source, fmt, dtype, artifact_path(tmp_path, fmt))
+    parity = check_against_torch(result, source).parity
+    assert tolerance_problems(parity, dtype) == []  # what the pipeline's parity gate checks
+    assert parity["top1_agreement"] >= TOLERANCES[dtype].min_top1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["pruned", result.path.name])  # no scratch left
+    if fmt == "onnx":  # one graph, one data file, whatever the converter wrote on the way
+        assert sorted(p.name for p in result.path.iterdir() if p.name.startswith("model.")) == [
+            "model.onnx", "model.onnx_data"]
 
 
+@needs_llama_cpp
 def test_q8_0_stores_q8_0(tmp_path):
-    result = export(write_tiny(tmp_path / "pruned"), "gguf", "q8_0", tmp_path / "m.gguf")
+    result = write(_source(tmp_path), "gguf", "q8_0", tmp_path / "m.gguf")
     assert result.fallbacks == []  # widths 96/64/32 and hidden 64 are multiples of 32
     assert result.tensor_types["q8_0"] == 3 * 7 + 1  # every projection and the (tied) embedding
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf", "pruned"]  # f32 intermediate removed
 
 
+@needs_llama_cpp
 def test_k_quant_falls_back_with_warning(tmp_path, caplog):
-    src = write_tiny(tmp_path / "pruned")
+    source = _source(tmp_path)
     with caplog.at_level("WARNING"):
-        result = export(src, "gguf", "q4_k_m", tmp_path / "m.gguf", parity="warn")
+        result = write(source, "gguf", "q4_k_m", tmp_path / "m.gguf")
     assert "not a multiple of 256" in caplog.text and "q5_0" in caplog.text
     assert result.fallbacks and all("stored as" in f for f in result.fallbacks)
     assert "q4_K" not in result.tensor_types  # no row of the tiny model is 256 long
+    with load_backend_for(result) as backend:  # a fallback mix still loads and runs
+        assert len(backend.generate([1, 5, 9], 4).tokens) == 4
+
+
+def load_backend_for(result):
+    from runtime_checks.backends import load_backend
+
+    return load_backend(result.runtime, result.path, threads=2)
+
+
+def test_strict_k_quant_width_fails_before_writing(tmp_path):
+    source = _source(tmp_path)
+    with pytest.raises(GPruneError, match=r"cannot be stored as q4_k_m \(strict\).*--align 256"):
+        write(source, "gguf", "q4_k_m", tmp_path / "m.gguf", strict=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]  # nothing written, no scratch left
 
 
 def test_onnx_batch_with_padding_matches_torch(tmp_path):
@@ -109,11 +156,8 @@ def test_onnx_batch_with_padding_matches_torch(tmp_path):
     import onnxruntime as ort
     import torch
 
-    from exporters.source import load_source
-
-    src = write_tiny(tmp_path / "pruned")
-    result = export(src, "onnx", "fp32", tmp_path / "onnx", parity="off")
-    source = load_source(src)
+    source = _source(tmp_path)
+    result = write(source, "onnx", "fp32", tmp_path / "onnx")
     ids = torch.tensor([[5, 9, 17, 33, 65, 7], [0, 0, 12, 40, 8, 99]])
     mask = torch.tensor([[1] * 6, [0, 0, 1, 1, 1, 1]])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -132,10 +176,57 @@ def test_onnx_batch_with_padding_matches_torch(tmp_path):
 def test_int4_keeps_output_v_and_down_projections_in_8_bits(tmp_path):
     import onnx
 
-    result = export(write_tiny(tmp_path / "pruned"), "onnx", "int4", tmp_path / "onnx", parity="off")
+    result = write(_source(tmp_path), "onnx", "int4", tmp_path / "onnx")
     graph = onnx.load(str(result.path / "model.onnx"), load_external_data=False).graph
     bits = {n.name: next(a.i for a in n.attribute if a.name == "bits") for n in graph.node if n.op_type == "MatMulNBits"}
     eight = {name for name, b in bits.items() if b == 8}
     assert len(bits) == 3 * 7 + 1  # every projection and the output layer
     assert len(eight) == 3 * 2 + 1  # v_proj and down_proj of 3 layers, and the output layer
     assert sum("/v_proj/" in n or "/down_proj/" in n for n in eight) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx", "pruned"]  # fp32 scratch removed
+
+
+def test_eight_bit_matmuls_follow_the_family_layout():
+    """The 8-bit MatMuls are found through the family adapter's module paths, not fixed names."""
+    import dataclasses
+
+    import onnx
+    from onnx import helper
+
+    from edgecore.families import FAMILIES
+    from exporters.onnx_quantize import eight_bit_matmuls
+
+    names = ["/model/model/layers.0/attn/wq/MatMul", "/model/model/layers.0/attn/wv/MatMul",
+             "/model/model/layers.0/ffn/w2/MatMul", "/model/model/layers.0/ffn/w1/MatMul", "/model/lm_head/MatMul"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], [f"y{i}"], name=n) for i, n in enumerate(names)],
+                              "g", [], [])
+    model = helper.make_model(graph)
+    renamed = dataclasses.replace(FAMILIES["llama"], layout={**FAMILIES["llama"].layout, "q_proj": "attn.wq",
+                                                               "v_proj": "attn.wv", "down_proj": "ffn.w2"})
+    assert isinstance(model, onnx.ModelProto)
+    assert sorted(eight_bit_matmuls(model, renamed)) == sorted([names[1], names[2], names[4]])
+    assert eight_bit_matmuls(model, FAMILIES["llama"]) == [names[4]]  # only the output layer matches stock paths
+
+
+def test_written_artifact_and_request_checks(tmp_path):
+    result = write(_source(tmp_path), "onnx", "fp32", tmp_path / "onnx")
+    assert isinstance(result, WrittenArtifact)
+    d = result.to_dict()
+    assert d["path"] == str(tmp_path / "onnx") and d["format"] == "onnx" and d["dtype"] == "fp32"
+    assert d["runtime"] == RUNTIMES["onnx"] and d["export_s"] > 0 and d["size_bytes"] > 0
+    assert d["fallbacks"] == [] and d["tensor_types"] == {}
+    assert set(RUNTIMES) == set(FORMATS)
+    with pytest.raises(GPruneError, match="unknown format 'tflite'"):
+        check_request("tflite", "f16")
+    with pytest.raises(GPruneError, match="unknown dtype 'int4' for gguf"):
+        check_request("gguf", "int4")
+
+
+def test_exporters_import_no_other_layer():
+    """exporters stands on edgecore only: importing every module of it loads no runtime_checks/gprune."""
+    code = ("import pkgutil, importlib, sys, exporters\n"
+            "for m in pkgutil.iter_modules(exporters.__path__): importlib.import_module('exporters.' + m.name)\n"
+            "print(sorted({n.split('.')[0] for n in sys.modules} & {'runtime_checks', 'gprune', 'gprune_edge'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1]).stdout
+    assert out.strip() == "[]"

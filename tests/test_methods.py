@@ -8,13 +8,13 @@ from click.testing import CliRunner
 
 from edgecore.params import neuron_params, prunable_params
 from gprune.calibration import CalibConfig, collect
-from gprune_edge.cli import cli
-from gprune.methods import get_method
+from gprune.methods import method_config
 from gprune.metrics import channel_scores, compensation_bias
 from gprune.neuron_groups import outliers, percentile_rank, unit_view
+from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
 from gprune.stats import ChannelStats
-from gprune.surgery import resize
+from gprune_edge.cli import cli
 from tiny import random_ids, tiny_model, tiny_tokenizer
 
 W = torch.tensor([[1.0, 2.0], [-3.0, 4.0]])  # [out, in]
@@ -64,21 +64,16 @@ def tiny_setup():
     return model, tok, calib
 
 
-@pytest.fixture
-def fake_calibration(monkeypatch, tiny_setup):
-    calib = tiny_setup[2]
-    for module in ("gprune.methods.gprune", "gprune.methods.flap", "gprune.methods.wanda_sp"):
-        monkeypatch.setattr(f"{module}.calibration", lambda *a: calib)
-    return tiny_setup
+def recipe_of(method, options=None, **fields):
+    return PruneRecipe(method=method_config(method, options), **fields)
 
 
 @pytest.mark.parametrize("method", ["gprune", "flap", "wanda-sp", "magnitude", "random"])
 @pytest.mark.parametrize("sparsity", [0.2, 0.5])
-def test_budget_met_within_alignment_rounding(fake_calibration, method, sparsity):
-    model, tok, _ = fake_calibration
+def test_budget_met_within_alignment_rounding(tiny_setup, method, sparsity):
+    model, tok, calib = tiny_setup
     align = 8
-    plan = get_method(method)(model, tok, PruneRecipe(method=method, sparsity=sparsity, align=align))
-    pruned = resize(model, plan.keep)
+    pruned, plan = prune_model(model, tok, recipe_of(method, sparsity=sparsity, align=align), calibration=calib)
     assert all(len(k.ffn) % align == 0 for k in plan.keep)
     before, after = prunable_params(model.config), prunable_params(pruned.config)
     # rounding: at most half an aligned block per layer, plus one KV group where groups go whole
@@ -86,10 +81,10 @@ def test_budget_met_within_alignment_rounding(fake_calibration, method, sparsity
     assert abs((1 - after / before) - sparsity) <= slack + 1e-9
 
 
-def test_gprune_is_deterministic_and_reports_diagnostics(fake_calibration):
-    model, tok, _ = fake_calibration
-    recipe = PruneRecipe(method="gprune", sparsity=0.35, align=8, seed=3)
-    a, b = get_method("gprune")(model, tok, recipe), get_method("gprune")(model, tok, recipe)
+def test_gprune_is_deterministic_and_reports_diagnostics(tiny_setup):
+    model, tok, calib = tiny_setup
+    recipe = recipe_of("gprune", sparsity=0.35, align=8, seed=3)
+    (_, a), (_, b) = prune_model(model, tok, recipe, calib), prune_model(model, tok, recipe, calib)
     for ka, kb in zip(a.keep, b.keep):
         assert torch.equal(ka.ffn, kb.ffn) and torch.equal(ka.kv_groups, kb.kv_groups)
         assert torch.equal(ka.down_bias, kb.down_bias)
@@ -101,10 +96,18 @@ def test_gprune_is_deterministic_and_reports_diagnostics(fake_calibration):
 @pytest.mark.parametrize("opts", [{"sensitivity": False}, {"modules": 1}, {"reliability": False},
                                   {"outliers": False}, {"measured": False}, {"lam": 0.0}, {"per_dataset": False},
                                   {"bias_comp": False}])
-def test_every_gprune_step_can_be_switched_off(fake_calibration, opts):
-    model, tok, _ = fake_calibration
-    plan = get_method("gprune")(model, tok, PruneRecipe(method="gprune", sparsity=0.3, align=8, options=opts))
-    resize(model, plan.keep)(random_ids())
+def test_every_gprune_step_can_be_switched_off(tiny_setup, opts):
+    model, tok, calib = tiny_setup
+    pruned, _ = prune_model(model, tok, recipe_of("gprune", opts, sparsity=0.3, align=8), calibration=calib)
+    pruned(random_ids())
+
+
+def test_prune_model_leaves_the_source_untouched(tiny_setup):
+    model, tok, calib = tiny_setup
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pruned, _ = prune_model(model, tok, recipe_of("flap", sparsity=0.3, align=8), calibration=calib)
+    assert prunable_params(pruned.config) < prunable_params(model.config)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 # ----------------------------------------------------------------------------- CLI bad input
@@ -175,11 +178,17 @@ def test_gprune_cli_end_to_end_with_a_local_file(tmp_path, tiny_dir):
     source = text_file(tmp_path, 40, 300)
     result = run("prune", "-m", tiny_dir, "--method", "gprune", "--metric", "wanda-sp", "-s", 0.3, "--align", 8,
                  "--calib", source, "--n-samples", 4, "--seq-len", 32, "--no-reliability", "--lam", 0.5,
-                 "--option", f"calib_cache={tmp_path / 'cache'}", "--out", out)
+                 "--calib-cache", tmp_path / "cache", "--out", out)
     assert result.exit_code == 0, result.output
     recipe = json.loads((out / "recipe.json").read_text())
-    assert recipe["metric"] == "wanda-sp" and recipe["calib"] == [str(source)]
-    assert recipe["options"]["reliability"] is False and recipe["options"]["lam"] == 0.5
+    assert recipe["method"]["metric"] == "wanda-sp" and recipe["calib"] == [str(source)]
+    assert recipe["method"]["reliability"] is False and recipe["method"]["lam"] == 0.5
     assert PruneRecipe.from_dict(recipe).n_samples == 4
+    # the run repeats from its folder: same recipe, same widths
+    again = tmp_path / "again"
+    result = run("prune", "--recipe", out / "recipe.json", "--calib-cache", tmp_path / "cache", "--out", again)
+    assert result.exit_code == 0, result.output
+    assert json.loads((again / "recipe.json").read_text()) == recipe
+    assert json.loads((again / "config.json").read_text()) == json.loads((out / "config.json").read_text())
     summary = json.loads((out / "prune_summary.json").read_text())
     assert summary["diagnostics"]["modules"] and (out / "prune_plot.png").stat().st_size > 0

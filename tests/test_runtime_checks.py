@@ -1,7 +1,9 @@
-"""runtime_checks on tiny random models: scorer correctness, parity metrics, gate, CLI errors."""
+"""runtime_checks on tiny random models: scorer correctness, parity metrics, gate, report
+schema, CLI errors."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -17,8 +19,10 @@ from edgecore.errors import GPruneError
 from runtime_checks import gate
 from runtime_checks.backends import default_backend, load_backend
 from runtime_checks.backends.torch_backend import TorchBackend
+from runtime_checks.export_parity import check_tolerance
 from runtime_checks.loglik import _score_by_logits, encode_pair, score
-from runtime_checks.parity import compare_logits
+from runtime_checks.parity import Parity, compare_logits
+from runtime_checks.report_schema import Report
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +94,85 @@ def test_parity_metrics_on_hand_made_arrays():
     assert diff.kl_mean == pytest.approx(diff.kl_max / 3, rel=1e-6)
 
 
-def _report(ppl_ratio=1.0, acc_delta=0.0, decode=1.2, memory=300.0, top1=0.99):
-    comparison = {"mean_accuracy": {"delta": acc_delta}, "max_perplexity_ratio": ppl_ratio,
-                  "speed_ratio": {"decode_tok_s": decode} if decode else None}
-    return {"candidates": [{"backend": "torch", "comparison": comparison, "memory": {"peak_rss_mb": memory},
-                            "parity": {"top1_agreement": top1}}]}
+def test_check_tolerance_fails_on_nan_parity():
+    good = dict(tokens=8, top1_agreement=1.0, kl_mean=0.0, kl_max=0.0, max_abs_logit_diff=0.0,
+                mean_abs_logit_diff=0.0, ppl_reference=10.0, ppl_candidate=10.0)
+    check_tolerance(Parity(**good), "f32", "gguf export")
+    for figure in ("top1_agreement", "kl_mean", "kl_max", "max_abs_logit_diff", "ppl_candidate"):
+        with pytest.raises(GPruneError) as raised:  # NaN compares false: it must not slip through < and >
+            check_tolerance(Parity(**{**good, figure: math.nan}), "f32", "gguf export")
+        message = str(raised.value)
+        assert len(message.splitlines()) == 1 and f"{figure} is NaN" in message
+
+
+def _run_dict(peak_rss_mb=300.0) -> dict:
+    """One run of report.json as verify wrote it before report_schema (the layout readers rely on)."""
+    return {
+        "artifact": {"path": "/m", "file_bytes": 4096, "file_mb": 4096 / 2**20, "parameters": 1000,
+                     "files": ["model.safetensors"]},
+        "backend": "torch",
+        "tasks": {"arc_easy": {"task": "arc_easy", "n": 3, "acc": 2 / 3, "acc_norm": 1 / 3, "chance": 0.25,
+                               "perplexity": None, "metric": "acc_norm", "primary": 1 / 3,
+                               "stderr": math.sqrt(1 / 3 * (1 - 1 / 3) / 2)},
+                  "lambada": {"task": "lambada", "n": 3, "acc": 0.0, "acc_norm": None, "chance": 0.0,
+                              "perplexity": 2e15, "metric": "acc", "primary": 0.0, "stderr": 0.0}},
+        "perplexity": {"news": {"distribution": "news", "windows": 2, "seq_len": 64, "tokens": 126,
+                                "perplexity": 131.0}},
+        "memory": {"peak_rss_mb": peak_rss_mb, "before_load_mb": 200.0, "model_mb": peak_rss_mb - 200.0},
+    }
+
+
+def _report_dict(ppl_ratio=1.0, acc_delta=0.0, decode=1.2, memory=300.0, top1=0.99) -> dict:
+    ratio = {name: {"median": value, "min": value, "max": value, "pairs": [value]}
+             for name, value in (("prefill_tok_s", 1.1), ("decode_tok_s", decode or 1.0), ("ttft_ms", 0.9))}
+    speed = {"settings": {"pairs": 1, "prefill_tokens": 512, "prompt_tokens": 64, "decode_tokens": 64, "threads": 1},
+             "candidate": {"prefill_tok_s": 1100.0, "decode_tok_s": 120.0, "ttft_ms": 9.0},
+             "baseline": {"prefill_tok_s": 1000.0, "decode_tok_s": 100.0, "ttft_ms": 10.0}, "ratio": ratio}
+    comparison = {
+        "tasks": {"arc_easy": {"metric": "acc_norm", "candidate": 1 / 3 + acc_delta, "baseline": 1 / 3,
+                               "delta": acc_delta, "chance": 0.25, "n": 3}},
+        "mean_accuracy": {"candidate": 1 / 3 + acc_delta, "baseline": 1 / 3, "delta": acc_delta},
+        "perplexity": {"news": {"candidate": 131.0 * ppl_ratio, "baseline": 131.0, "ratio": ppl_ratio}},
+        "max_perplexity_ratio": ppl_ratio,
+        "memory": {"candidate_mb": memory, "baseline_mb": 300.0, "ratio": memory / 300.0,
+                   "candidate_model_mb": memory - 200.0, "baseline_model_mb": 100.0,
+                   "model_ratio": (memory - 200.0) / 100.0},
+        "file_mb_ratio": 1.0, "parameters_ratio": 1.0,
+        "speed_ratio": {name: r["median"] for name, r in ratio.items()} if decode else None,
+    }
+    parity = {"tokens": 256, "top1_agreement": top1, "kl_mean": 0.01, "kl_max": 0.1, "max_abs_logit_diff": 0.5,
+              "mean_abs_logit_diff": 0.05, "ppl_reference": 20.0, "ppl_candidate": 25.0, "ppl_ratio": 1.25}
+    candidate = {**_run_dict(memory), "parity": parity, "speed": speed if decode else None, "comparison": comparison}
+    return {
+        "artifact": "/m", "baseline": "/dense",
+        "settings": {"tasks": ["arc_easy", "lambada"], "distributions": ["news"], "limit": 3, "seed": 0, "seq_len": 64,
+                     "max_windows": 2, "threads": 1, "parity_tokens": 256,
+                     "speed": {"pairs": 1, "prefill_tokens": 512, "prompt_tokens": 64, "decode_tokens": 64,
+                               "threads": 1}, "memory": True},
+        "environment": {"date": "2026-01-01T00:00:00+00:00", "cpu": "cpu", "cores": 2, "threads": 1,
+                        "platform": "Linux", "python": "3.11.7", "packages": {"torch": "2.13.0", "llama-cpp-python": None}},
+        "candidates": [candidate],
+        "baseline_run": _run_dict(),
+        "gate": {"thresholds": {"max_perplexity_ratio": 1.5}, "passed": True, "failures": []},
+    }
+
+
+def _report(**figures) -> Report:
+    return Report.from_dict(_report_dict(**figures))
+
+
+def test_report_round_trips_through_its_json_layout():
+    layout = _report_dict()
+    report = Report.from_dict(copy.deepcopy(layout))
+    assert report.candidates[0].comparison.speed_ratio.decode_tok_s == 1.2  # read as attributes
+    assert report.baseline_run.tasks["arc_easy"].primary == pytest.approx(1 / 3)
+    assert report.settings.speed.pairs == 1 and report.gate.passed
+    # to_dict is report.json's layout key for key, in order: existing reports and readers stay valid
+    assert json.dumps(report.to_dict()) == json.dumps(layout)
+    assert Report.from_dict(report.to_dict()) == report
+    ungated = _report_dict(decode=None)
+    del ungated["gate"]
+    assert Report.from_dict(ungated).gate is None and Report.from_dict(ungated).to_dict() == ungated
 
 
 def test_gate_passes_and_fails_on_each_threshold():
@@ -184,6 +262,7 @@ def test_cli_tiny_end_to_end_with_gate(tiny_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "gate passed" in result.output
     report = json.loads((out / "report.json").read_text())
+    assert Report.from_dict(report).to_dict() == report
     run = report["candidates"][0]
     assert run["comparison"]["max_perplexity_ratio"] == pytest.approx(1.0)
     assert run["parity"]["top1_agreement"] == 1.0

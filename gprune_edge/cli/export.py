@@ -1,4 +1,4 @@
-"""`gprune-edge export`: one pruned checkpoint -> one verified artifact."""
+"""`gprune-edge export`: options -> gprune_edge.export.export (write, check on the runtime, rename)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import click
 
 from exporters import GGUF_DTYPES, ONNX_DTYPES
+from gprune_edge.export import PARITY_MODES
 
 
 @click.command()
@@ -21,7 +22,7 @@ from exporters import GGUF_DTYPES, ONNX_DTYPES
 @click.option("--strict", is_flag=True,
               help="Fail instead of letting llama.cpp store a tensor whose row length does not fit the "
                    "quant block in a fallback type.")
-@click.option("--parity", "parity_mode", type=click.Choice(["fail", "warn", "off"]), default="fail", show_default=True,
+@click.option("--parity", "parity_mode", type=click.Choice(PARITY_MODES), default="fail", show_default=True,
               help="Reload the artifact and compare it with torch: fail beyond the dtype's tolerance, only warn, "
                    "or skip.")
 @click.option("--threads", type=int, default=None, help="Threads for quantization and verification.")
@@ -32,7 +33,7 @@ def export(pruned_dir, fmt, dtype, out, strict, parity_mode, threads, overwrite,
     with the torch model (top-1 agreement, KL, logit difference, perplexity ratio).
 
     Nothing is left at OUT when the export or its parity check fails."""
-    from exporters import export as run_export
+    from gprune_edge.export import export as run_export
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     result = run_export(pruned_dir, fmt, dtype, out, strict=strict, overwrite=overwrite, parity=parity_mode,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from runtime_checks.backends import BACKEND_NAMES
-from runtime_checks.speed import SpeedSettings
+from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, SpeedSettings, VerifySettings
 from runtime_checks.tasks import TASK_NAMES
 
 
@@ -50,7 +50,7 @@ def verify(artifact, baseline, backends, baseline_backend, tasks, distributions,
     Writes report.json, report.md and a self-contained report.html to OUT; with
     --gate, exits with status 3 and names every threshold that failed."""
     from runtime_checks import gate
-    from runtime_checks.verify import DEFAULT_DISTRIBUTIONS, VerifySettings, verify as run_verify
+    from runtime_checks.verify import verify as run_verify
 
     thresholds = gate.load_thresholds(gate_file) if gate_file else None
     settings = VerifySettings(
@@ -61,9 +61,9 @@ def verify(artifact, baseline, backends, baseline_backend, tasks, distributions,
     report = run_verify(artifact, baseline, out, list(backends) or None, baseline_backend, settings, thresholds,
                         overwrite, tokenizer_from)
     click.echo(f"report written to {out}/report.md")
-    if "gate" in report:
-        for failure in report["gate"]["failures"]:
+    if report.gate is not None:
+        for failure in report.gate.failures:
             click.echo(f"gate FAILED: {failure}", err=True)
-        if report["gate"]["failures"]:
+        if not report.gate.passed:
             raise SystemExit(3)  # 1: errors, 2: usage (click)
         click.echo("gate passed")

@@ -1,22 +1,22 @@
-"""Device target profiles: what a target runs (artifact formats and quant types),
-the width alignment its kernels want, the threads and context it has, and the
-budgets a build must meet. One JSON file per target in this folder; a path to
-any JSON file of the same shape works too."""
+"""Device target profiles: what a target runs (artifact formats and quant types), the
+width alignment its kernels want, the threads and context it has, the default pruning
+strength, and the budgets a build must meet (runtime_checks gate thresholds). One JSON
+file per target in this folder; a path to any JSON file of the same shape works too."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecore.errors import GPruneError
+from edgecore.typed_config import TypedConfig
 
 HERE = Path(__file__).parent
 
 
 @dataclass
-class TargetProfile:
+class TargetProfile(TypedConfig):
     name: str
     description: str
     artifacts: list[str]  # "FORMAT:DTYPE", e.g. "gguf:q4_k_m", "onnx:int4"
@@ -25,6 +25,18 @@ class TargetProfile:
     context_length: int
     sparsity: float  # default pruning strength for this target
     gate: dict = field(default_factory=dict)  # runtime_checks gate thresholds (memory/latency/accuracy budgets)
+
+    @classmethod
+    def describe(cls) -> str:
+        return "target profile"
+
+    def _where(self, name: str) -> str:
+        return f"target profile field {name!r}"
+
+    def validate(self) -> None:
+        for artifact in self.artifacts:
+            if ":" not in artifact:
+                raise GPruneError(f"target artifact {artifact!r} is not FORMAT:DTYPE")
 
     @property
     def formats(self) -> list[tuple[str, str]]:
@@ -45,11 +57,11 @@ def load_target(name_or_path: str) -> TargetProfile:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise GPruneError(f"{path}: cannot read target profile ({e})") from None
-    known = {f.name for f in dataclasses.fields(TargetProfile)}
-    if set(data) - known or known - set(data) - {"gate"}:
-        raise GPruneError(f"{path}: target profile keys must be {', '.join(sorted(known))}")
-    profile = TargetProfile(**data)
-    for artifact in profile.artifacts:
-        if ":" not in artifact:
-            raise GPruneError(f"{path}: artifact {artifact!r} is not FORMAT:DTYPE")
-    return profile
+    required = {f for f in TargetProfile.field_names() if f != "gate"}
+    if isinstance(data, dict) and required - set(data):
+        raise GPruneError(f"{path}: target profile lacks {', '.join(sorted(required - set(data)))}; "
+                          f"its keys are {', '.join(TargetProfile.field_names())}")
+    try:
+        return TargetProfile.from_dict(data)
+    except GPruneError as e:
+        raise GPruneError(f"{path}: {e}") from None

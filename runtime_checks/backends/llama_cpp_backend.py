@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecore.errors import GPruneError
-
+from edgecore.errors import GPruneError, first_line
 from runtime_checks.backends.base import Backend, GenerationTiming
 
 DEFAULT_N_CTX = 2048
@@ -31,8 +30,7 @@ class LlamaCppBackend(Backend):
             self._llm = llama_cpp.Llama(str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                                         logits_all=True, verbose=False)
         except (ValueError, RuntimeError, OSError) as e:
-            first = (str(e).strip().splitlines() or ["unknown error"])[0]
-            raise GPruneError(f"{self.path}: llama.cpp cannot load this GGUF ({first})") from None
+            raise GPruneError(f"{self.path}: llama.cpp cannot load this GGUF ({first_line(e)})") from None
         # close before interpreter teardown: llama-cpp-python's own __del__ fails once modules are gone
         self._finalizer = weakref.finalize(self, self._llm.close)
 

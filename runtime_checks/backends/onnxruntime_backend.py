@@ -1,5 +1,5 @@
-"""An ONNX decoder (exporters.onnx_export's layout: optimum's names, one graph for
-prefill and decode, per-layer KV shapes) on onnxruntime's CPU provider."""
+"""An ONNX decoder (one graph for prefill and decode, per-layer KV shapes, the input and
+output names of edgecore.onnx_names) on onnxruntime's CPU provider."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecore.errors import GPruneError
-
+from edgecore.errors import GPruneError, first_line
+from edgecore.onnx_names import (ATTENTION_MASK, INPUT_IDS, LOGITS, MODEL_FILE, POSITION_IDS, input_names,
+                                 output_names, past_names, present_names)
 from runtime_checks.backends.base import Backend, GenerationTiming
 
 
@@ -20,7 +21,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         path = Path(path)
-        self.path = path / "model.onnx" if path.is_dir() else path
+        self.path = path / MODEL_FILE if path.is_dir() else path
         if not self.path.is_file():
             raise GPruneError(f"{self.path}: no such file")
         options = ort.SessionOptions()
@@ -31,15 +32,24 @@ class OnnxRuntimeBackend(Backend):
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
-            first = (str(e).strip().splitlines() or ["unknown error"])[0]
-            raise GPruneError(f"{self.path}: onnxruntime cannot load this model ({first})") from None
+            raise GPruneError(f"{self.path}: onnxruntime cannot load this model ({first_line(e)})") from None
         inputs = {i.name: i for i in self._session.get_inputs()}
-        self._past_names = [n for n in inputs if n.startswith("past_key_values.")]
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        self._layers = 0
+        while past_names(self._layers)[0] in inputs:
+            self._layers += 1
+        missing = ([n for n in input_names(self._layers) if n not in inputs]
+                   + [n for n in output_names(self._layers) if n not in outputs])
+        if not self._layers or missing:
+            raise GPruneError(f"{self.path}: not a decoder with a KV cache in edgecore.onnx_names' layout "
+                              f"(missing {', '.join(missing) or 'past_key_values inputs'})")
         # KV heads and head size are static per layer in the graph; batch and sequence are symbolic
-        self._past_shapes = {n: (inputs[n].shape[1], inputs[n].shape[3]) for n in self._past_names}
-        self._past_dtype = np.float16 if inputs[self._past_names[0]].type == "tensor(float16)" else np.float32
-        self._output_names = [o.name for o in self._session.get_outputs()]
-        self._vocab = self._session.get_outputs()[0].shape[-1]
+        self._past_shapes = {n: (inputs[n].shape[1], inputs[n].shape[3])
+                             for i in range(self._layers) for n in past_names(i)}
+        first_past = past_names(0)[0]
+        self._past_dtype = np.float16 if inputs[first_past].type == "tensor(float16)" else np.float32
+        self._outputs = output_names(self._layers)  # LOGITS, then each layer's present key and value
+        self._vocab = outputs[LOGITS].shape[-1]
 
     @property
     def vocab_size(self) -> int:
@@ -49,16 +59,19 @@ class OnnxRuntimeBackend(Backend):
         return {n: np.zeros((1, heads, 0, dim), self._past_dtype) for n, (heads, dim) in self._past_shapes.items()}
 
     def _run(self, ids: list[int], past: dict[str, np.ndarray], past_len: int):
+        """Logits [len(ids), vocab] and the next step's past (this step's present, fed back under the past names)."""
         feed = {
-            "input_ids": np.asarray([ids], dtype=np.int64),
-            "attention_mask": np.ones((1, past_len + len(ids)), dtype=np.int64),
-            "position_ids": np.arange(past_len, past_len + len(ids), dtype=np.int64)[None],
+            INPUT_IDS: np.asarray([ids], dtype=np.int64),
+            ATTENTION_MASK: np.ones((1, past_len + len(ids)), dtype=np.int64),
+            POSITION_IDS: np.arange(past_len, past_len + len(ids), dtype=np.int64)[None],
             **past,
         }
-        outputs = self._session.run(None, feed)
-        present = {name.replace("present.", "past_key_values."): value
-                   for name, value in zip(self._output_names[1:], outputs[1:])}
-        return outputs[0][0], present
+        values = dict(zip(self._outputs, self._session.run(self._outputs, feed)))
+        next_past = {}
+        for i in range(self._layers):
+            for past_name, present_name in zip(past_names(i), present_names(i)):
+                next_past[past_name] = values[present_name]
+        return values[LOGITS][0], next_past
 
     def logits(self, ids: list[int]) -> np.ndarray:
         logits, _ = self._run(list(ids), self._empty_past(), 0)

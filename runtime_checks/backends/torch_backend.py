@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from edgecore.loading import load_model
-
 from runtime_checks.backends.base import Backend, GenerationTiming
 
 
@@ -16,7 +15,8 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, path_or_spec, threads: int | None = None, model=None, tokenizer=None):
-        """`model`/`tokenizer` take an already loaded model (tests, in-process comparisons)."""
+        """`model`/`tokenizer` take an already loaded model (tests, in-process comparisons);
+        `path_or_spec` then only names it."""
         if threads:
             torch.set_num_threads(threads)
         self.threads = threads or torch.get_num_threads()
@@ -25,6 +25,12 @@ class TorchBackend(Backend):
             model, tokenizer = load_model(str(path_or_spec))
         self.model = model.eval()
         self.tokenizer = tokenizer
+
+    @classmethod
+    def from_model(cls, model, tokenizer=None, threads: int | None = None,
+                   label: str = "in-memory model") -> "TorchBackend":
+        """A backend around a model already in memory (nothing is loaded or copied)."""
+        return cls(label, threads=threads, model=model, tokenizer=tokenizer)
 
     @property
     def vocab_size(self) -> int:

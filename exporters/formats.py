@@ -1,0 +1,17 @@
+"""What can be exported: formats, their dtypes and the runtime that serves each."""
+
+from __future__ import annotations
+
+from edgecore.errors import GPruneError
+
+GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
+ONNX_DTYPES = ("fp32", "fp16", "int8", "int4", "dynamic-int8")
+FORMATS = {"gguf": GGUF_DTYPES, "onnx": ONNX_DTYPES}
+RUNTIMES = {"gguf": "llama.cpp", "onnx": "onnxruntime"}  # the runtime that serves each format
+
+
+def check_request(fmt: str, dtype: str) -> None:
+    if fmt not in FORMATS:
+        raise GPruneError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if dtype not in FORMATS[fmt]:
+        raise GPruneError(f"unknown dtype {dtype!r} for {fmt}; choose one of: {', '.join(FORMATS[fmt])}")

@@ -1,0 +1,45 @@
+"""A GGUF file at a given path: unquantized types written directly; quantized types
+through an f32 intermediate (one rounding only) and llama.cpp's own quantizer, with
+the tensors that llama.cpp will store in a fallback type warned about first."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecore.families import gguf_arch
+
+from exporters.gguf_quantize import QUANT_TYPES, predict_fallbacks, quantize_gguf, tensor_types, warn_fallbacks
+from exporters.gguf_writer import gguf_tensors, write_gguf
+from exporters.scratch import scratch_dir
+from exporters.source import Source
+
+
+@dataclass
+class WrittenGguf:
+    architecture: str  # llama.cpp architecture
+    fallbacks: list[str]  # tensors stored in a fallback type, as stored
+    tensor_types: dict[str, int]  # stored type -> tensor count
+
+
+def write_gguf_artifact(source: Source, dtype: str, dest: Path, *, strict: bool = False,
+                        threads: int | None = None) -> WrittenGguf:
+    """Write `source` as a `dtype` GGUF file at `dest`."""
+    fallbacks = []
+    if dtype in QUANT_TYPES:
+        arch = gguf_arch(source.config)
+        # GGUF shapes are row length last, like torch's [out, in]
+        shapes = {name: tuple(t.shape) for name, t in gguf_tensors(source, arch)}
+        fallbacks = predict_fallbacks(shapes, dtype)
+        warn_fallbacks(fallbacks, dtype, strict)  # before quantizing; raises when strict
+        with scratch_dir(dest, "f32") as work:
+            write_gguf(source, work / "f32.gguf", "f32")  # f32 intermediate: one rounding only
+            quantize_gguf(work / "f32.gguf", dest, dtype, threads)
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        arch = write_gguf(source, dest, dtype)
+    types = tensor_types(dest)
+    stored = [f"{f.tensor}: row length {f.row_length} -> stored as {types.get(f.tensor, '?')} instead of {f.wanted}"
+              for f in fallbacks]
+    return WrittenGguf(arch, stored, dict(Counter(types.values())))

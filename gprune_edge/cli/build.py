@@ -1,0 +1,60 @@
+"""`gprune-edge build`: options -> BuildConfig -> gprune_edge.build.build."""
+
+from __future__ import annotations
+
+import click
+
+from edgecore.errors import GPruneError
+from gprune.methods.configs import METHOD_NAMES
+from gprune_edge.cli.prune import SPARSITY_HELP
+
+
+@click.command()
+@click.option("--target", "-t", default=None,
+              help="Device target: a built-in profile (browser, laptop-cpu, phone, raspberry-pi) or a profile .json.")
+@click.option("--model", "-m", default=None, help="Model to build for the target [default: smollm2-135m].")
+@click.option("--method", default=None, type=click.Choice(METHOD_NAMES), help="Pruning method [default: gprune].")
+@click.option("--sparsity", "-s", type=float, default=None, help=SPARSITY_HELP + " [default: the target's]")
+@click.option("--limit", type=int, default=None, help="Questions per zero-shot task in verification [100].")
+@click.option("--pairs", type=int, default=None, help="Alternating pruned/dense speed pairs [7].")
+@click.option("--threads", type=int, default=None, help="Threads for export and verification [the target's].")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="Repeat a build: its build.json (or a build config JSON); options given here override it.")
+@click.option("--out", "-o", required=True, type=click.Path(), help="Output directory.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def build(target, model, method, sparsity, limit, pairs, threads, config_file, out, overwrite):
+    """Prune, export and verify for one device target, and gate on its budgets.
+
+    OUT gets pruned/ (the checkpoint), artifacts/ (one per format the target
+    runs), dense-artifacts/ (the dense model in the same formats, the baseline),
+    reports/ (report.md/.html/.json per artifact) and build.json (the config,
+    to repeat the build with --config). Exits with status 3 when a pruned
+    artifact misses one of the target's budgets."""
+    from gprune_edge.build import BuildConfig, build as run_build, default_verify_settings
+
+    if config_file:
+        config = BuildConfig.load(config_file).to_dict()
+    elif target is None:
+        raise GPruneError("give --target (or --config with a previous build.json)")
+    else:
+        config = {"target": target}
+    config = {**config, **{k: v for k, v in dict(target=target, sparsity=sparsity, threads=threads).items()
+                           if v is not None}}
+    recipe = config.get("prune", {})
+    if model is not None:
+        recipe = {**recipe, "model": model}
+    if method is not None and method != recipe.get("method", {}).get("name"):
+        recipe = {**recipe, "method": {"name": method}}
+    settings = config.get("verify", default_verify_settings().to_dict())
+    if limit is not None:
+        settings = {**settings, "limit": limit}
+    if pairs is not None:
+        settings = {**settings, "speed": {**settings["speed"], "pairs": pairs}}
+    result = run_build(BuildConfig.from_dict({**config, "prune": recipe, "verify": settings}), out, overwrite)
+    for artifact in result.artifacts:
+        state = "passed" if artifact.gate.passed else "FAILED: " + "; ".join(artifact.gate.failures)
+        click.echo(f"{artifact.artifact}: {artifact.size_bytes / 2**20:.1f} MiB "
+                   f"(dense {artifact.dense_size_bytes / 2**20:.1f} MiB), gate {state}")
+    click.echo(f"build written to {result.out}")
+    if not result.passed:
+        raise SystemExit(3)
