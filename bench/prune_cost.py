@@ -69,7 +69,7 @@ def main():
         for sparsity in ("0.35", "0.5"):
             cmd = [sys.executable, "-m", "gprune_edge", "prune", "--method", "gprune", "-s", sparsity,
                    "--n-samples", str(args.n_samples), "--seq-len", str(args.seq_len),
-                   "--option", f"calib_cache={cache}", "--out", os.path.join(tmp, f"out{sparsity}")]
+                   "--calib-cache", cache, "--out", os.path.join(tmp, f"out{sparsity}")]
             out[f"prune_{sparsity}"] = {**child_run(cmd, env), "command": " ".join(cmd[1:]).replace(tmp, "$TMP")}
     print(json.dumps(out, indent=2))
 

@@ -18,9 +18,9 @@ import torch
 from edgecore import textdata
 from edgecore.params import prunable_params
 from edgecore.loading import builtin_hf_dir, load_model
-from gprune.methods import get_method
+from gprune.methods import method_config
+from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
-from gprune.surgery import resize
 
 CALIB = ["wiki", "news", "code"]
 EVAL = ["wiki", "news", "code", "science", "dialogue", "boolq"]  # last three: out of calibration
@@ -86,11 +86,11 @@ def main():
         for method, sparsity, metric, opts, label in runs(args.runs.split(","), sparsities):
             if only and label not in only:
                 continue
-            recipe = PruneRecipe(model="smollm2-135m", method=method, sparsity=sparsity, align=32, metric=metric,
-                                 calib=CALIB, n_samples=args.n_samples, seq_len=args.seq_len, options=dict(opts))
+            options = {**opts, "metric": metric} if method == "gprune" else dict(opts)
+            recipe = PruneRecipe(model="smollm2-135m", method=method_config(method, options), sparsity=sparsity,
+                                 align=32, calib=CALIB, n_samples=args.n_samples, seq_len=args.seq_len)
             t = time.perf_counter()
-            plan = get_method(method)(model, tokenizer, recipe)
-            pruned = resize(model, plan.keep)
+            pruned, _ = prune_model(model, tokenizer, recipe)
             prune_s = time.perf_counter() - t
             t = time.perf_counter()
             ppl = {d: perplexity(pruned, w) for d, w in evals.items()}

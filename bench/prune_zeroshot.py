@@ -20,9 +20,9 @@ import torch
 
 from edgecore.params import prunable_params
 from edgecore.loading import builtin_hf_dir, load_model
-from gprune.methods import get_method
+from gprune.methods import method_config
+from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
-from gprune.surgery import resize
 from prune_grid import BASELINES, CALIB, SPARSITIES  # bench/ is on sys.path when run as a script
 from runtime_checks.accuracy import evaluate
 from runtime_checks.backends.torch_backend import TorchBackend
@@ -55,9 +55,9 @@ def run(args) -> None:
             t = time.perf_counter()
             pruned, achieved = model, 0.0
             if method != "dense":
-                recipe = PruneRecipe(model="smollm2-135m", method=method, sparsity=sparsity, align=32, seed=0,
-                                     metric="flap", calib=CALIB, n_samples=16, seq_len=256)
-                pruned = resize(model, get_method(method)(model, tokenizer, recipe).keep)
+                recipe = PruneRecipe(model="smollm2-135m", method=method_config(method), sparsity=sparsity, align=32,
+                                     seed=0, calib=CALIB, n_samples=16, seq_len=256)
+                pruned, _ = prune_model(model, tokenizer, recipe)
                 achieved = round(1 - prunable_params(pruned.config) / prunable_params(model.config), 4)
             prune_s = time.perf_counter() - t
             t = time.perf_counter()

@@ -149,7 +149,7 @@ GGUF_NEOX_ROPE = {"qwen2"}
 
 def gguf_arch(config: PretrainedConfig) -> str:
     """The llama.cpp architecture a model is written as: the family's own when the stock layout
-    holds it, else `deci`, which is per layer for FFN width and head counts (DESIGN.md, GGUF facts)."""
+    holds it, else `deci`, which is per layer for FFN width and head counts (docs/DESIGN.md, GGUF facts)."""
     return family_of(config).gguf_arch if fits_stock_layout(config) else "deci"
 
 

@@ -68,7 +68,7 @@ def check_reachable(shapes: list[LayerShape], hidden: int, qkv_bias: bool, spars
 
 def standardize(scores: torch.Tensor, robust: bool) -> torch.Tensor:
     """Per-layer standardisation. robust: (s - median) / MAD, so one extreme unit cannot squash
-    the rest of its layer to z ~ 0 (DESIGN.md pitfall); else FLAP's (s - mean) / std."""
+    the rest of its layer to z ~ 0 (docs/DESIGN.md, pitfalls); else FLAP's (s - mean) / std."""
     s = scores.double()
     if robust:
         med = s.median()

@@ -82,6 +82,6 @@ def unreliable_modules(view: UnitView, labels: torch.Tensor, use_sensitivity: bo
 
 def outliers(rms: torch.Tensor, factor: float) -> torch.Tensor:
     """Units whose activation RMS on any dataset ([D, n]) exceeds `factor` x the layer's median
-    RMS on that dataset: massive-activation neurons, always kept (DESIGN.md pitfall)."""
+    RMS on that dataset: massive-activation neurons, always kept (docs/DESIGN.md, pitfalls)."""
     med = rms.median(1, keepdim=True).values.clamp(min=1e-12)
     return ((rms / med) > factor).any(0)

@@ -37,7 +37,12 @@ class PruneRecipe(TypedConfig):
     calib: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))  # text sources, see edgecore.textdata
     n_samples: int = 32  # windows per source
     seq_len: int = 256  # tokens per window
-    method: MethodConfig = field(default_factory=GPruneConfig)
+    method: MethodConfig = field(default_factory=GPruneConfig)  # or a method name, for its defaults
+
+    def __post_init__(self):
+        if isinstance(self.method, str):
+            self.method = method_config(self.method)
+        super().__post_init__()
 
     @classmethod
     def describe(cls) -> str:

@@ -59,7 +59,23 @@ class Failure:
         return f"{self.key} [{self.backend}]: {wording} {got}, threshold {self.threshold:g}"
 
 
+def check_thresholds(data, what: str) -> dict:
+    """`data` (parsed JSON/YAML, or a target profile's gate) as {key: float}, or GPruneError in one
+    line starting with `what`: not a mapping, an unknown key, a value that is not a number."""
+    if not isinstance(data, dict):
+        raise GPruneError(f"{what}: expected a mapping of thresholds, e.g. max_perplexity_ratio: 1.5")
+    unknown = sorted(set(data) - set(CHECKS))
+    if unknown:
+        raise GPruneError(f"{what}: unknown threshold key(s) {', '.join(map(str, unknown))}; "
+                          f"known: {', '.join(THRESHOLD_KEYS)}")
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise GPruneError(f"{what}: {key} must be a number, got {value!r}")
+    return {k: float(v) for k, v in data.items()}
+
+
 def load_thresholds(path) -> dict:
+    """check_thresholds of a JSON or YAML file."""
     import yaml
 
     path = Path(path)
@@ -69,16 +85,7 @@ def load_thresholds(path) -> dict:
         raise GPruneError(f"cannot read gate file {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise GPruneError(f"{path}: not valid JSON/YAML ({first_line(e)})") from None
-    if not isinstance(data, dict):
-        raise GPruneError(f"{path}: expected a mapping of thresholds, e.g. max_perplexity_ratio: 1.5")
-    unknown = sorted(set(data) - set(CHECKS))
-    if unknown:
-        raise GPruneError(f"{path}: unknown threshold key(s) {', '.join(map(str, unknown))}; "
-                          f"known: {', '.join(THRESHOLD_KEYS)}")
-    for key, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise GPruneError(f"{path}: {key} must be a number, got {value!r}")
-    return {k: float(v) for k, v in data.items()}
+    return check_thresholds(data, str(path))
 
 
 def evaluate(report: Report, thresholds: dict) -> list[Failure]:

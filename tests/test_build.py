@@ -8,6 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from edgecore.errors import GPruneError
+from gprune_edge.build import BuildConfig
 from gprune_edge.cli import cli
 from tiny import tiny_model, tiny_tokenizer
 
@@ -29,12 +31,31 @@ def setup(tmp_path_factory):
     tiny_tokenizer().save_pretrained(root / "tiny")
     text = root / "calib.txt"
     text.write_text("\n\n".join("".join(chr(33 + (i * 7 + j) % 90) for j in range(300)) for i in range(40)))
-    config = {"target": str(write_target(root / "target.json", {"max_perplexity_ratio": 1e6})),
-              "model": str(root / "tiny"), "calib": [str(text)], "n_samples": 4, "calib_seq_len": 32,
-              "prune_options": {"calib_cache": str(root / "cache")}, "tasks": ["arc_easy"], "limit": 2,
-              "distributions": ["news"], "windows": 2, "eval_seq_len": 64, "pairs": 1, "threads": 1}
-    (root / "config.json").write_text(json.dumps(config))
+    target = str(write_target(root / "target.json", {"max_perplexity_ratio": 1e6}))
+    config = BuildConfig.from_dict({
+        "target": target, "threads": 1, "calib_cache": str(root / "cache"),
+        "prune": {"model": str(root / "tiny"), "calib": [str(text)], "n_samples": 4, "seq_len": 32},
+        "verify": {"tasks": ["arc_easy"], "limit": 2, "distributions": ["news"], "max_windows": 2, "seq_len": 64,
+                   "speed": {"pairs": 1}}})
+    (root / "config.json").write_text(json.dumps(config.to_dict()))
+    # the first build.json layout: flat, with renamed copies of the stages' fields
+    flat = {"target": target, "model": str(root / "tiny"), "calib": [str(text)], "n_samples": 4, "calib_seq_len": 32,
+            "prune_options": {"calib_cache": str(root / "cache")}, "tasks": ["arc_easy"], "limit": 2,
+            "distributions": ["news"], "windows": 2, "eval_seq_len": 64, "pairs": 1, "threads": 1}
+    (root / "flat.json").write_text(json.dumps(flat))
     return root
+
+
+def test_a_build_config_of_the_previous_layout_loads_as_the_same_config(setup):
+    old, new = BuildConfig.load(setup / "flat.json"), BuildConfig.load(setup / "config.json")
+    assert old == new and old.prune.n_samples == 4 and old.verify.speed.pairs == 1
+
+
+def test_build_config_refuses_unknown_keys_in_its_stages(setup):
+    data = json.loads((setup / "config.json").read_text())
+    data["verify"]["windows"] = 3  # the stage's field is max_windows
+    with pytest.raises(GPruneError, match="has no option 'windows'"):
+        BuildConfig.from_dict(data)
 
 
 def test_build_writes_every_artifact_and_passes_the_gate(setup, tmp_path):

@@ -53,7 +53,7 @@ def test_prune_tiny_model_and_info(tmp_path, tiny_dir):
     summary = json.loads((tmp_path / "out" / "prune_summary.json").read_text())
     assert abs(summary["sparsity_achieved"] - 0.25) < 0.06
     recipe = json.loads((tmp_path / "out" / "recipe.json").read_text())
-    assert recipe["method"] == "magnitude" and recipe["sparsity"] == 0.25 and recipe["align"] == 16
+    assert recipe["method"]["name"] == "magnitude" and recipe["sparsity"] == 0.25 and recipe["align"] == 16
     info = run("info", tmp_path / "out", "--json")
     assert info.exit_code == 0, info.output
     described = json.loads(info.output)

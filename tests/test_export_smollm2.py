@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from exporters import export
 from gprune.prune import prune
 from gprune.recipe import PruneRecipe
+from gprune_edge.export import export
 from runtime_checks.backends import load_backend
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def pruned_smollm2(tmp_path_factory, smollm2_dir):
 
 @pytest.fixture(scope="module")
 def pruned_q8_0(pruned_smollm2, tmp_path_factory):
-    # magnitude pruning removes SmolLM2's outlier neurons (DESIGN.md): the pruned model's predictions
+    # magnitude pruning removes SmolLM2's outlier neurons (docs/DESIGN.md): the pruned model's predictions
     # are chaotic (perplexity ~4e4), so 8-bit rounding moves many argmaxes; measure, don't gate
     return export(pruned_smollm2, "gguf", "q8_0", tmp_path_factory.mktemp("gguf") / "p30-q8_0.gguf",
                   parity="warn", threads=2)

@@ -197,6 +197,10 @@ def test_gate_file_unknown_key_and_bad_value(tmp_path):
     text.write_text("min_decode_speedup: fast\n")
     with pytest.raises(GPruneError, match="must be a number"):
         gate.load_thresholds(text)
+    # the same checks on thresholds already in memory (a target profile's gate)
+    assert gate.check_thresholds({"min_top1_agreement": 1}, "target t gate") == {"min_top1_agreement": 1.0}
+    with pytest.raises(GPruneError, match="^target t gate: unknown threshold key"):
+        gate.check_thresholds({"max_perplexity_ratoi": 1.2}, "target t gate")
 
 
 def test_default_backend_from_artifact(tmp_path):

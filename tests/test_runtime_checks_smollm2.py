@@ -14,7 +14,7 @@ from gprune.prune import prune
 from gprune.recipe import PruneRecipe
 from runtime_checks.backends import load_backend
 from runtime_checks.loglik import _score_by_logits, score
-from runtime_checks.parity import compare
+from runtime_checks.parity import compare_backends
 from runtime_checks.verify import fixed_text_ids, load_tokenizer
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def backends(smollm2_dir):
 def test_llama_cpp_loads_the_package_gguf_and_agrees_with_torch(backends, smollm2_dir):
     torch_backend, llama = backends
     ids = fixed_text_ids(load_tokenizer(smollm2_dir), 128)
-    parity = compare(torch_backend, llama, ids)
+    parity = compare_backends(torch_backend, llama, ids)
     # the GGUF is Q4_1 and the HF model its exact fp32 dequantization: only llama.cpp's
     # quantized activations (q8 dot products) separate them
     assert parity.top1_agreement >= 0.9

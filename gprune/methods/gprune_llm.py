@@ -1,4 +1,4 @@
-"""GPrune-LLM as docs/ARCHITECTURE.md and DESIGN.md read it. Every step can be switched off
+"""GPrune-LLM as docs/DESIGN.md reads it. Every step can be switched off
 through GPruneConfig (methods/configs.py): distribution sensitivity, behaviour-consistent
 modules, the reliability switch, outlier protection, measured-cost allocation (off: robust
 standardized scores compete globally, as FLAP but median/MAD), the worst-dataset weight,
