@@ -3,8 +3,14 @@
 usage: TOK_DIR=DIR python bench/gpu_check.py cuda cpu
 TOK_DIR holds SmolLM2's config.json and tokenizer files (copy them from ~/.cache/gprune-edge/models/smollm2-135m);
 the real weights are not needed, so this runs on a GPU machine that reaches no hub."""
-import json, os, shutil, subprocess, sys, time
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
+
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 

@@ -3,9 +3,9 @@
     PYTHONPATH=.:tests python bench/prune_cuda_check.py"""
 
 import torch
+from tiny import random_ids, tiny_model
 
 from gprune.calibration import CalibConfig, collect
-from tiny import random_ids, tiny_model
 
 model = tiny_model("llama", layers=3)
 ids = random_ids(batch=6, length=32)

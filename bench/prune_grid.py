@@ -16,8 +16,8 @@ import time
 import torch
 
 from edgecore import textdata
-from edgecore.params import prunable_params
 from edgecore.loading import builtin_hf_dir, load_model
+from edgecore.params import prunable_params
 from gprune.methods import method_config
 from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
@@ -90,7 +90,7 @@ def main():
             recipe = PruneRecipe(model="smollm2-135m", method=method_config(method, options), sparsity=sparsity,
                                  align=32, calib=CALIB, n_samples=args.n_samples, seq_len=args.seq_len)
             t = time.perf_counter()
-            pruned, _ = prune_model(model, tokenizer, recipe)
+            pruned, plan = prune_model(model, tokenizer, recipe)
             prune_s = time.perf_counter() - t
             t = time.perf_counter()
             ppl = {d: perplexity(pruned, w) for d, w in evals.items()}

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import torch
+from prune_grid import BASELINES, CALIB, SPARSITIES  # bench/ is on sys.path when run as a script
 
-from edgecore.params import prunable_params
 from edgecore.loading import builtin_hf_dir, load_model
+from edgecore.params import prunable_params
 from gprune.methods import method_config
 from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
-from prune_grid import BASELINES, CALIB, SPARSITIES  # bench/ is on sys.path when run as a script
 from runtime_checks.accuracy import evaluate
 from runtime_checks.backends.torch_backend import TorchBackend
 from runtime_checks.tasks import CHANCE

@@ -6,11 +6,10 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
-from edgecore.params import prunable_params
 from edgecore.errors import GPruneError, first_line
 from edgecore.families import layer_shapes
 from edgecore.loading import check_safetensors, load_config, resolve
+from edgecore.params import prunable_params
 from edgecore.safetensors_io import tensor_shapes
 
 

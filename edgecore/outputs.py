@@ -5,7 +5,8 @@ under a temporary name beside its destination and renamed into place when comple
 - `atomic_file(out)`: the same for a single file;
 - `write_atomic(path, data)`: a small file (cache entries, metadata);
 - `publish_dir(tmp, target)`: a cache directory that several processes may build at
-  once; the first complete copy wins and the others use it."""
+  once; the first complete copy wins and the others use it;
+- `scratch_dir(out)`: room for intermediate files beside an output, always removed."""
 
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ def _replace(tmp: Path, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def _scratch_beside(out: Path):
-    """A temporary directory next to `out` (same filesystem, so renames are atomic), always removed."""
+def scratch_dir(out: Path, label: str = "tmp"):
+    """A temporary directory next to `out` (same filesystem, so renames are atomic and nothing
+    is copied across devices), always removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{label}-"))
     try:
         yield tmp
     finally:
@@ -51,7 +53,7 @@ def _scratch_beside(out: Path):
 def atomic_dir(out: str | Path, overwrite: bool = False):
     """Yields a temporary directory that becomes `out` when the block succeeds."""
     out = check_writable(out, overwrite)
-    with _scratch_beside(out) as tmp:
+    with scratch_dir(out) as tmp:
         yield tmp
         _replace(tmp, out)
 
@@ -61,7 +63,7 @@ def atomic_file(out: str | Path, overwrite: bool = False):
     """Yields a temporary path (with `out`'s name, in a scratch directory beside it) that
     becomes `out` when the block succeeds."""
     out = check_writable(out, overwrite)
-    with _scratch_beside(out) as tmp:
+    with scratch_dir(out) as tmp:
         yield tmp / out.name
         _replace(tmp / out.name, out)
 

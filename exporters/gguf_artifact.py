@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecore.families import gguf_arch
-
+from edgecore.outputs import scratch_dir
 from exporters.gguf_quantize import QUANT_TYPES, predict_fallbacks, quantize_gguf, tensor_types, warn_fallbacks
 from exporters.gguf_writer import gguf_tensors, write_gguf
-from exporters.scratch import scratch_dir
 from exporters.source import Source
 
 

@@ -5,14 +5,13 @@ counts are per layer (DESIGN.md, GGUF facts)."""
 
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import torch
-import gguf
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from edgecore.errors import GPruneError
 from edgecore.families import GGUF_NEOX_ROPE, gguf_arch
-
 from exporters.gguf_vocab import add_tokenizer
 from exporters.source import Source
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecore.onnx_names import MODEL_FILE
-
+from edgecore.outputs import scratch_dir
 from exporters import onnx_quantize
 from exporters.onnx_export import export_onnx
-from exporters.scratch import scratch_dir
 from exporters.source import Source
 
 

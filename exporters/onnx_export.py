@@ -12,9 +12,17 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from edgecore.onnx_names import (ATTENTION_MASK, DATA_FILE, INPUT_IDS, LOGITS, POSITION_IDS, input_names,
-                                 output_names, past_names, present_names)
-
+from edgecore.onnx_names import (
+    ATTENTION_MASK,
+    DATA_FILE,
+    INPUT_IDS,
+    LOGITS,
+    POSITION_IDS,
+    input_names,
+    output_names,
+    past_names,
+    present_names,
+)
 from exporters.source import Source
 
 OPSET = 17

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from edgecore.params import kv_group_params, layer_params, neuron_params
 from edgecore.families import LayerShape
+from edgecore.params import kv_group_params, layer_params, neuron_params
 from gprune.surgery import LayerKeep, aligned_width
 
 

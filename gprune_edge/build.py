@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgecore.checkpoint import save_checkpoint
 from edgecore.errors import GPruneError
 from edgecore.loading import load_model, resolve
-from edgecore.checkpoint import save_checkpoint
 from edgecore.outputs import atomic_dir, check_writable
 from edgecore.typed_config import TypedConfig
 from exporters import check_request
@@ -24,8 +24,9 @@ from gprune.recipe import PruneRecipe
 from gprune_edge.export import export
 from gprune_edge.targets import TargetProfile, load_target
 from runtime_checks import gate
-from runtime_checks.speed import SpeedSettings
-from runtime_checks.verify import VerifySettings, verify
+from runtime_checks.report_schema import GateResult
+from runtime_checks.settings import VerifySettings
+from runtime_checks.verify import verify
 
 BUILD_FILE = "build.json"
 BUILD_TASKS = ("arc_easy", "piqa", "hellaswag", "lambada")  # above chance at 135M (BENCHMARKS.md)
@@ -109,7 +110,7 @@ class BuiltArtifact:
     export_parity: dict
     fallbacks: list[str]
     report: str
-    gate: gate.GateResult
+    gate: GateResult
 
     def to_dict(self) -> dict:
         return {**asdict(self), "gate": self.gate.to_dict()}

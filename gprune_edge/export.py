@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from edgecore.errors import GPruneError
 from edgecore.outputs import atomic_dir, atomic_file, check_writable

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import statistics
 
-from runtime_checks.report_schema import (Comparison, MeanAccuracy, MemoryDelta, MemoryPeak, PerplexityDelta, Run,
-                                          SpeedComparison, SpeedFigures, TaskDelta)
+from runtime_checks.report_schema import (
+    Comparison,
+    MeanAccuracy,
+    MemoryDelta,
+    MemoryPeak,
+    PerplexityDelta,
+    Run,
+    SpeedComparison,
+    SpeedFigures,
+    TaskDelta,
+)
 
 
 def _ratio(candidate, baseline):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_model, tiny_tokenizer
 
 from edgecore.checkpoint import save_checkpoint
 from gprune.surgery import LayerKeep, keep_all, resize
-from tiny import tiny_model, tiny_tokenizer
 
 # (FFN neurons kept, KV groups kept) per layer of the 3-layer tiny model (FFN 96, 2 KV groups)
 HETEROGENEOUS = [(96, [0, 1]), (64, [1]), (32, [0, 1])]

@@ -7,11 +7,11 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from tiny import tiny_model, tiny_tokenizer
 
 from edgecore.errors import GPruneError
 from gprune_edge.build import BuildConfig
 from gprune_edge.cli import cli
-from tiny import tiny_model, tiny_tokenizer
 
 
 def run(*args):

@@ -1,10 +1,10 @@
 """Calibration statistics: exact merging, layer-at-a-time == whole-model hooks, caching."""
 
 import torch
+from tiny import random_ids, tiny_model, tiny_tokenizer
 
 from gprune.calibration import CalibConfig, calibrate, collect
 from gprune.stats import ChannelStats
-from tiny import random_ids, tiny_model, tiny_tokenizer
 
 
 def dyadic(shape, seed):

@@ -6,12 +6,12 @@ import shutil
 import pytest
 import torch
 from click.testing import CliRunner
+from tiny import tiny_model, tiny_tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 import gprune  # noqa: F401
-from gprune_edge.cli import cli
 from edgecore.loading import builtin_gguf
-from tiny import tiny_model, tiny_tokenizer
+from gprune_edge.cli import cli
 
 
 def run(*args):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from export_helpers import write_tiny
 from safetensors.torch import load_file, save_file
 
-from export_helpers import write_tiny
-from runtime_checks.export_parity import check_tolerance
-from gprune_edge.cli import cli
 from edgecore.errors import GPruneError
+from gprune_edge.cli import cli
+from runtime_checks.export_parity import check_tolerance
 from runtime_checks.parity import compare_logits
 
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import gguf
 import pytest
+from export_helpers import artifact_path, check_against_torch, needs_llama_cpp, tolerance_problems, write, write_tiny
 
 from edgecore.errors import GPruneError
-from export_helpers import (artifact_path, check_against_torch, needs_llama_cpp, tolerance_problems, write,
-                            write_tiny)
 from exporters import FORMATS, RUNTIMES, WrittenArtifact, check_request, load_source
 from runtime_checks.export_parity import TOLERANCES
 

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from tiny import random_ids, tiny_model, tiny_tokenizer
 
 from edgecore.params import neuron_params, prunable_params
 from gprune.calibration import CalibConfig, collect
@@ -15,7 +16,6 @@ from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
 from gprune.stats import ChannelStats
 from gprune_edge.cli import cli
-from tiny import random_ids, tiny_model, tiny_tokenizer
 
 W = torch.tensor([[1.0, 2.0], [-3.0, 4.0]])  # [out, in]
 X = torch.tensor([[1.0, 0.0], [3.0, 2.0]])  # two tokens, two input channels

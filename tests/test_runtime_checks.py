@@ -14,8 +14,8 @@ import torch
 from click.testing import CliRunner
 from tiny import tiny_model, tiny_tokenizer
 
-from gprune_edge.cli import cli
 from edgecore.errors import GPruneError
+from gprune_edge.cli import cli
 from runtime_checks import gate
 from runtime_checks.backends import default_backend, load_backend
 from runtime_checks.backends.torch_backend import TorchBackend

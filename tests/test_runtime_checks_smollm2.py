@@ -8,10 +8,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from gprune_edge.cli import cli
 from edgecore.loading import builtin_gguf
 from gprune.prune import prune
 from gprune.recipe import PruneRecipe
+from gprune_edge.cli import cli
 from runtime_checks.backends import load_backend
 from runtime_checks.loglik import _score_by_logits, score
 from runtime_checks.parity import compare_backends

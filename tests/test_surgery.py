@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from tiny import random_ids, tiny_model, tiny_tokenizer
 from transformers import AutoModelForCausalLM
 
 import gprune  # noqa: F401  (registers the pruned format)
@@ -15,7 +16,6 @@ from edgecore.errors import GPruneError
 from edgecore.families import layer_shapes
 from edgecore.pruned_format import GPruneLlamaForCausalLM
 from gprune.surgery import LayerKeep, aligned_width, check_alignment, keep_all, resize
-from tiny import random_ids, tiny_model, tiny_tokenizer
 
 FAMILIES = ["llama", "mistral", "qwen2"]
 

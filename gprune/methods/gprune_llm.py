@@ -10,17 +10,18 @@ from dataclasses import dataclass
 
 import torch
 
-from gprune.allocation import global_counts, standardize, top_k
-from edgecore.params import kv_group_params, layer_params, neuron_params
 from edgecore.families import family_of, layer_shapes
-from gprune.measured import Queue, Sublayer, align_sublayer, greedy
-from gprune.metrics import channel_scores, ffn_magnitude, group_channels, kv_magnitude
-from gprune.neuron_groups import modules_of, outliers, unit_view, unreliable_modules
+from edgecore.params import kv_group_params, layer_params, neuron_params
+from gprune.allocation import global_counts, standardize, top_k
 from gprune.calibration import LayerCalib
-from gprune.stats import merge_all
+from gprune.measured import Queue, Sublayer, align_sublayer, greedy
 from gprune.methods import PrunePlan
 from gprune.methods.common import keep_sets, layer_diagnostics
 from gprune.methods.configs import GPruneConfig
+from gprune.metrics import channel_scores, ffn_magnitude, group_channels, kv_magnitude
+from gprune.neuron_groups import modules_of, outliers, unit_view, unreliable_modules
+from gprune.stats import merge_all
+
 
 def _datasets(calib, i: int, per_dataset: bool):
     """Layer i's per-dataset entries, or one pooled entry when per_dataset is off."""

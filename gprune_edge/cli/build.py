@@ -30,7 +30,8 @@ def build(target, model, method, sparsity, limit, pairs, threads, config_file, o
     reports/ (report.md/.html/.json per artifact) and build.json (the config,
     to repeat the build with --config). Exits with status 3 when a pruned
     artifact misses one of the target's budgets."""
-    from gprune_edge.build import BuildConfig, build as run_build, default_verify_settings
+    from gprune_edge.build import BuildConfig, default_verify_settings
+    from gprune_edge.build import build as run_build
 
     if config_file:
         config = BuildConfig.load(config_file).to_dict()

@@ -9,8 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from edgecore.errors import GPruneError, first_line
-from edgecore.onnx_names import (ATTENTION_MASK, INPUT_IDS, LOGITS, MODEL_FILE, POSITION_IDS, input_names,
-                                 output_names, past_names, present_names)
+from edgecore.onnx_names import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LOGITS,
+    MODEL_FILE,
+    POSITION_IDS,
+    input_names,
+    output_names,
+    past_names,
+    present_names,
+)
 from runtime_checks.backends.base import Backend, GenerationTiming
 
 
