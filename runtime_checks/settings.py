@@ -5,6 +5,7 @@ them and read them back from JSON."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from edgecore.typed_config import TypedConfig
 from runtime_checks.accuracy import DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
@@ -27,10 +28,7 @@ class SpeedSettings(TypedConfig):
     prompt_tokens: int = DEFAULT_PROMPT_TOKENS  # the decode run's prompt: its first token gives TTFT
     decode_tokens: int = DEFAULT_DECODE_TOKENS
     threads: int | None = None
-
-    @classmethod
-    def describe(cls) -> str:
-        return "speed settings"
+    what: ClassVar[str] = "speed settings"
 
 
 @dataclass
@@ -45,7 +43,4 @@ class VerifySettings(TypedConfig):
     parity_tokens: int = 256
     speed: SpeedSettings | None = field(default_factory=SpeedSettings)  # None skips speed
     memory: bool = True
-
-    @classmethod
-    def describe(cls) -> str:
-        return "verify settings"
+    what: ClassVar[str] = "verify settings"

@@ -24,7 +24,7 @@ from runtime_checks.footprint import footprint
 from runtime_checks.memory import peak_rss
 from runtime_checks.parity import compare_logits
 from runtime_checks.report_schema import CandidateRun, Report, Run
-from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, VerifySettings  # also imported from here
+from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, VerifySettings  # noqa: F401  (re-exported)
 from runtime_checks.speed import compare_speed
 
 PARITY_SOURCE = "wiki"  # the fixed text: the first eval window of this distribution

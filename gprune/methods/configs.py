@@ -6,6 +6,7 @@ error naming the method and its valid options. Light on purpose (no torch): the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal
 
@@ -29,7 +30,7 @@ class MethodConfig(TypedConfig):
 
     @classmethod
     def options_help(cls) -> str:
-        return "; ".join(f"{f.name}={f.default!r} ({f.metadata['help']})" for f in fields(cls)) or "no options"
+        return "; ".join(f"{f.name}={json.dumps(f.default)} ({f.metadata['help']})" for f in fields(cls)) or "no options"
 
 
 @dataclass

@@ -5,12 +5,12 @@ file per target in this folder; a path to any JSON file of the same shape works 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from edgecore.errors import GPruneError
-from edgecore.typed_config import TypedConfig
+from edgecore.typed_config import TypedConfig, read_json
 
 HERE = Path(__file__).parent
 
@@ -25,13 +25,9 @@ class TargetProfile(TypedConfig):
     context_length: int
     sparsity: float  # default pruning strength for this target
     gate: dict = field(default_factory=dict)  # runtime_checks gate thresholds (memory/latency/accuracy budgets)
+    what: ClassVar[str] = "target profile"
 
-    @classmethod
-    def describe(cls) -> str:
-        return "target profile"
 
-    def _where(self, name: str) -> str:
-        return f"target profile field {name!r}"
 
     def validate(self) -> None:
         for artifact in self.artifacts:
@@ -53,10 +49,7 @@ def load_target(name_or_path: str) -> TargetProfile:
         path = HERE / f"{name_or_path}.json"
         if not path.exists():
             raise GPruneError(f"unknown target {name_or_path!r}; built-in targets: {', '.join(target_names())}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise GPruneError(f"{path}: cannot read target profile ({e})") from None
+    data = read_json(path, "target profile")
     required = {f for f in TargetProfile.field_names() if f != "gate"}
     if isinstance(data, dict) and required - set(data):
         raise GPruneError(f"{path}: target profile lacks {', '.join(sorted(required - set(data)))}; "
