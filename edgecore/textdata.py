@@ -14,9 +14,10 @@ Users can also name `hf:DATASET[/CONFIG][:SPLIT][@COLUMN]` (hub, via
 datasets.load_dataset) or a local `.txt` (documents separated by blank lines)
 or `.jsonl` (a "text" field) file.
 
-Every source is cut into two disjoint halves by a stable hash of each document:
-split="calib" for calibration and split="eval" for perplexity, so calibration
-never sees evaluation text.
+Every source is cut into two disjoint halves, split="calib" for calibration and
+split="eval" for perplexity, so calibration never sees evaluation text: built-in
+sources by a stable hash of each document, a user's file or hub source by position
+(documents alternate, the first to calibration).
 """
 
 from __future__ import annotations
@@ -266,6 +267,15 @@ def _half(doc: str) -> str:
     return SPLITS[hashlib.sha1(doc.encode("utf-8")).digest()[0] & 1]
 
 
+def _halves(name: str, docs: list[str]) -> list[str]:
+    """Each document's half. Built-in sources split by content hash (their pinned figures depend on
+    it); a user's file or hub source alternates by position, so its first document always goes to
+    calibration and a one-paragraph file behaves the same whatever its text."""
+    if name in BUILTIN:
+        return [_half(d) for d in docs]
+    return [SPLITS[i % 2] for i in range(len(docs))]
+
+
 def load_documents(name: str, split: str = "calib") -> list[str]:
     """Documents of the named source that fall in `split` ("calib" or "eval")."""
     if split not in SPLITS:
@@ -282,10 +292,11 @@ def load_documents(name: str, split: str = "calib") -> list[str]:
     docs = [d for d in docs if d.strip()]
     if not docs:
         raise GPruneError(f"text source {name} is empty")
-    half = [d for d in docs if _half(d) == split]
+    half = [d for d, h in zip(docs, _halves(name, docs)) if h == split]
     if not half:
-        raise GPruneError(f"text source {name} has {len(docs)} document(s), none in the {split!r} half; "
-                          "give it more documents")
+        raise GPruneError(f"text source {name} has {len(docs)} document(s), none in the {split!r} half "
+                          "(documents alternate between calibration and evaluation): give it at least 2 "
+                          "documents, separated by blank lines")
     return half
 
 

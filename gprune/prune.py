@@ -12,7 +12,7 @@ from edgecore.checkpoint import save_checkpoint
 from edgecore.devices import pick_device
 from edgecore.families import family_of, layer_shapes
 from edgecore.loading import load_config, load_model
-from edgecore.outputs import check_writable
+from edgecore.outputs import claim_output
 from edgecore.params import prunable_params
 from gprune.allocation import check_reachable
 from gprune.calibration import Calibration, calibrate
@@ -58,8 +58,12 @@ def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False,
     """Prune `recipe.model` as the recipe says and write the pruned checkpoint to `out`: model,
     tokenizer, recipe.json, prune_summary.json and prune_plot.png."""
     pick_device(recipe.device)  # fail before the slow part
-    check_writable(out, overwrite)
-    check_alignment(layer_shapes(load_config(recipe.model, recipe.trust_remote_code)), recipe.align)
+    with claim_output(out, overwrite, inputs=[recipe.model]) as out:
+        check_alignment(layer_shapes(load_config(recipe.model, recipe.trust_remote_code)), recipe.align)
+        return _prune(recipe, out, overwrite, calib_cache)
+
+
+def _prune(recipe: PruneRecipe, out: Path, overwrite: bool, calib_cache) -> PruneResult:
     started = time.perf_counter()
     model, tokenizer = load_model(recipe.model, trust_remote_code=recipe.trust_remote_code)
     pruned, plan = prune_model(model, tokenizer, recipe, calib_cache=calib_cache)

@@ -17,7 +17,8 @@ from typing import ClassVar
 from edgecore.checkpoint import save_checkpoint
 from edgecore.errors import GPruneError
 from edgecore.loading import load_model, resolve
-from edgecore.outputs import atomic_dir, check_writable
+from edgecore.devices import pick_device
+from edgecore.outputs import atomic_dir, claim_output
 from edgecore.typed_config import TypedConfig, read_json
 from exporters import check_request
 from gprune.prune import prune
@@ -52,6 +53,12 @@ class BuildConfig(TypedConfig):
     what: ClassVar[str] = "build config"
 
 
+
+    def validate(self) -> None:
+        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
+            raise GPruneError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if self.threads is not None and self.threads < 1:
+            raise GPruneError(f"threads must be at least 1, got {self.threads}")
 
     @classmethod
     def load(cls, path: str | Path) -> "BuildConfig":
@@ -149,7 +156,12 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> Buil
         check_request(fmt, dtype)
     thresholds = gate.check_thresholds(profile.gate, f"target {profile.name} gate")
     recipe, settings = config.recipe(profile), config.verify_settings(profile)
-    check_writable(out, overwrite)
+    pick_device(recipe.device)
+    with claim_output(out, overwrite, inputs=[recipe.model, config.target]) as out:
+        return _build(config, profile, recipe, settings, thresholds, out, overwrite)
+
+
+def _build(config, profile, recipe, settings, thresholds, out: Path, overwrite: bool) -> BuildResult:
     artifacts = []
     with atomic_dir(out, overwrite) as tmp:
         pruned = prune(recipe, tmp / "pruned", calib_cache=config.calib_cache)

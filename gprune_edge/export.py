@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from edgecore.errors import GPruneError
-from edgecore.outputs import atomic_dir, atomic_file, check_writable
+from edgecore.outputs import atomic_dir, atomic_file, claim_output
 from exporters import RUNTIMES, WrittenArtifact, check_request, load_source, write_artifact
 from runtime_checks.export_parity import check_export, check_tolerance
 
@@ -56,11 +56,13 @@ def export(pruned_dir, format: str, dtype: str, out, *, strict: bool = False, ov
     check_request(format, dtype)
     if parity not in PARITY_MODES:
         raise GPruneError(f"unknown parity mode {parity!r}; choose one of: {', '.join(PARITY_MODES)}")
-    out = check_writable(out, overwrite)
-    source = load_source(pruned_dir)
-    destination = atomic_file if RUNTIMES[format] == "llama.cpp" else atomic_dir
-    with destination(out, overwrite) as tmp:
-        result = _checked(source, write_artifact(source, format, dtype, tmp, strict=strict, threads=threads),
-                          parity, threads)
+    if threads is not None and threads < 1:
+        raise GPruneError(f"threads must be at least 1, got {threads}")
+    with claim_output(out, overwrite, inputs=[pruned_dir]) as out:
+        source = load_source(pruned_dir)
+        destination = atomic_file if RUNTIMES[format] == "llama.cpp" else atomic_dir
+        with destination(out, overwrite) as tmp:
+            result = _checked(source, write_artifact(source, format, dtype, tmp, strict=strict, threads=threads),
+                              parity, threads)
     result.path = out
     return result

@@ -11,7 +11,7 @@ from pathlib import Path
 from edgecore.errors import GPruneError
 from runtime_checks.backends import load_backend
 from runtime_checks.backends.torch_backend import TorchBackend
-from runtime_checks.parity import Parity, compare_logits
+from runtime_checks.parity import Parity, check_same_vocabulary, check_tokenizer_fits, compare_logits
 
 # Mixed prose, code, digits, unicode and whitespace runs: the parity text is also a tokenizer check.
 PARITY_TEXT = (
@@ -95,9 +95,13 @@ def check_export(artifact: Path, runtime: str, model, tokenizer, dtype: str, thr
     (a TOLERANCES key); the result is measured, not judged: pass it to check_tolerance."""
     _tolerance(dtype)  # an unknown dtype fails before anything is loaded
     reference = TorchBackend.from_model(model, tokenizer, label="torch model")
+    check_tokenizer_fits("the tokenizer", len(tokenizer), "the torch model", reference.vocab_size,
+                         "export the model with its own tokenizer")
     ids = parity_ids(tokenizer)
     prompt = tokenizer(GENERATION_PROMPT)["input_ids"]
     with load_backend(runtime, artifact, threads) as candidate:
+        check_same_vocabulary(f"the {runtime} artifact {artifact}", candidate.vocab_size, "the torch model it was "
+                              "exported from", reference.vocab_size, "re-export it from this model")
         parity = compare_logits(reference.logits(ids), candidate.logits(ids), ids)
         generated = candidate.generate(prompt, new_tokens).tokens
     reference_generated = reference.generate(prompt, new_tokens).tokens

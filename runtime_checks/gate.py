@@ -6,11 +6,13 @@
     max_peak_memory_mb: 400      # the candidate's peak RSS in a fresh process
     min_top1_agreement: 0.9      # next-token argmax agreement with the baseline on the fixed text
 
-Every key is optional; an unknown key is an error (a typo must not pass the gate).
+Every key is optional; an unknown key is an error (a typo must not pass the gate), and so is
+a value that is not a finite number >= 0 (the two fractions at most 1).
 A threshold whose figure was not measured (e.g. speed skipped) fails."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,9 @@ CHECKS = {
     "min_top1_agreement": (_top1, lambda v, t: v >= t, "top-1 agreement"),
 }
 THRESHOLD_KEYS = tuple(CHECKS)
+# key -> (lowest, highest or None): beyond these a threshold is a typo or can never pass
+RANGES = {"max_accuracy_drop": (0.0, 1.0), "max_perplexity_ratio": (0.0, None), "min_decode_speedup": (0.0, None),
+          "max_peak_memory_mb": (0.0, None), "min_top1_agreement": (0.0, 1.0)}
 
 
 @dataclass
@@ -59,19 +64,27 @@ class Failure:
         return f"{self.key} [{self.backend}]: {wording} {got}, threshold {self.threshold:g}"
 
 
+def _check_value(key: str, value, what: str) -> float:
+    low, high = RANGES[key]
+    valid = f"a number >= {low:g}" if high is None else f"a number from {low:g} to {high:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise GPruneError(f"{what}: {key} must be {valid}, got {value!r}")
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
+        raise GPruneError(f"{what}: {key} must be {valid}, got {value!r}")
+    return float(value)
+
+
 def check_thresholds(data, what: str) -> dict:
     """`data` (parsed JSON/YAML, or a target profile's gate) as {key: float}, or GPruneError in one
-    line starting with `what`: not a mapping, an unknown key, a value that is not a number."""
+    line starting with `what`: not a mapping, an unknown key, a value that is not a number in the
+    key's range (RANGES: never negative, NaN or infinite; fractions at most 1)."""
     if not isinstance(data, dict):
         raise GPruneError(f"{what}: expected a mapping of thresholds, e.g. max_perplexity_ratio: 1.5")
     unknown = sorted(set(data) - set(CHECKS))
     if unknown:
         raise GPruneError(f"{what}: unknown threshold key(s) {', '.join(map(str, unknown))}; "
                           f"known: {', '.join(THRESHOLD_KEYS)}")
-    for key, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise GPruneError(f"{what}: {key} must be a number, got {value!r}")
-    return {k: float(v) for k, v in data.items()}
+    return {key: _check_value(key, value, what) for key, value in data.items()}
 
 
 def load_thresholds(path) -> dict:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from edgecore.errors import GPruneError
 from runtime_checks.loglik import log_softmax
 
 
@@ -58,3 +59,21 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, ids: list[int])
 def compare_backends(reference, candidate, ids: list[int]) -> Parity:
     """Parity of two loaded `Backend`s: each computes the logits of `ids`, compare_logits compares them."""
     return compare_logits(reference.logits(ids), candidate.logits(ids), ids)
+
+
+def check_same_vocabulary(candidate: str, candidate_vocab: int, reference: str, reference_vocab: int,
+                          advice: str) -> None:
+    """Before comparing two models: GPruneError in one line when their vocabularies differ (their
+    logits would not describe the same tokens). `candidate`/`reference` name the models in the
+    message ("the baseline m/"); `advice` says what to do."""
+    if candidate_vocab != reference_vocab:
+        raise GPruneError(f"vocabularies differ: {candidate} has {candidate_vocab} tokens, {reference} has "
+                          f"{reference_vocab}; {advice}")
+
+
+def check_tokenizer_fits(tokenizer: str, tokenizer_size: int, model: str, vocab: int, advice: str) -> None:
+    """GPruneError in one line when the tokenizer knows more tokens than the model's vocabulary
+    (its ids would index past the logits). A smaller tokenizer is fine: vocabularies are often padded."""
+    if tokenizer_size > vocab:
+        raise GPruneError(f"{tokenizer} has {tokenizer_size} tokens, more than the {vocab} of {model}'s "
+                          f"vocabulary; {advice}")

@@ -1,12 +1,16 @@
 """What a verification measures and how: the settings `verify` takes, recorded in the
 report's "settings". Typed configs (edgecore.typed_config), so a build config can embed
-them and read them back from JSON."""
+them and read them back from JSON. Their `validate` refuses out-of-range values in one
+line; the bounds live here once (BOUNDS, SPEED_BOUNDS) so the CLI checks its options
+against the same ranges under its own option names."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from edgecore.errors import GPruneError
+from edgecore.textdata import SOURCE_NAMES, parse_hub_name
 from edgecore.typed_config import TypedConfig
 from runtime_checks.accuracy import DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
 from runtime_checks.tasks import TASK_NAMES
@@ -18,17 +22,60 @@ DEFAULT_PREFILL_TOKENS = 512
 DEFAULT_PROMPT_TOKENS = 64
 DEFAULT_DECODE_TOKENS = 64
 
+MAX_TOKENS = 8192  # longest window/prompt: beyond it logits alone run to gigabytes (and past most contexts)
+
+# field -> (lowest, highest or None): the valid range of each count; None values (limit: every
+# question, threads: the runtime's default) are not checked
+BOUNDS = {"limit": (1, None), "max_windows": (1, None), "seq_len": (2, MAX_TOKENS),
+          "parity_tokens": (2, MAX_TOKENS), "threads": (1, None)}
+SPEED_BOUNDS = {"pairs": (1, None), "prefill_tokens": (1, MAX_TOKENS), "prompt_tokens": (1, MAX_TOKENS),
+                "decode_tokens": (1, MAX_TOKENS), "threads": (1, None)}
+
+
+def check_range(label: str, value: int | None, low: int, high: int | None = None, note: str = "") -> None:
+    """GPruneError in one line when `value` is outside [low, high]: `label` (an option name)
+    must be ..., got `value`. `note` is appended, e.g. what 0 would mean elsewhere."""
+    if value is None or (value >= low and (high is None or value <= high)):
+        return
+    valid = f"at least {low}" if high is None else f"between {low} and {high}"
+    raise GPruneError(f"{label} must be {valid}{note}, got {value}")
+
+
+def check_tasks(label: str, names) -> None:
+    for name in names:
+        if name not in TASK_NAMES:
+            raise GPruneError(f"{label}: unknown task {name!r}; known: {', '.join(TASK_NAMES)}")
+
+
+def check_distributions(label: str, names) -> None:
+    """What edgecore.textdata.load_documents accepts, checked without reading anything: a built-in
+    source, hf:DATASET[/CONFIG][:SPLIT][@COLUMN], or a .txt/.jsonl file."""
+    for name in names:
+        if name.startswith("hf:"):
+            try:
+                parse_hub_name(name)  # the form only; the hub is not asked
+            except GPruneError as e:
+                raise GPruneError(f"{label}: {e}") from None
+        elif name not in SOURCE_NAMES and not name.endswith((".txt", ".jsonl")):
+            raise GPruneError(f"{label}: unknown text distribution {name!r}; known: {', '.join(SOURCE_NAMES)}, "
+                              "hf:DATASET[/CONFIG][:SPLIT][@COLUMN], or a .txt/.jsonl file")
+
 
 @dataclass
 class SpeedSettings(TypedConfig):
     """How speed.compare_speed times a candidate against its baseline. In a report's speed
     section the token counts are those actually used (the fixed text may be shorter)."""
-    pairs: int = DEFAULT_PAIRS
+    pairs: int = DEFAULT_PAIRS  # at least 1; a verification without speed has speed None
     prefill_tokens: int = DEFAULT_PREFILL_TOKENS  # one forward over this many tokens: prefill tok/s
     prompt_tokens: int = DEFAULT_PROMPT_TOKENS  # the decode run's prompt: its first token gives TTFT
     decode_tokens: int = DEFAULT_DECODE_TOKENS
     threads: int | None = None
     what: ClassVar[str] = "speed settings"
+
+    def validate(self) -> None:
+        for name, (low, high) in SPEED_BOUNDS.items():
+            note = " (set speed to null to skip speed)" if name == "pairs" else ""
+            check_range(self._where(name), getattr(self, name), low, high, note)
 
 
 @dataclass
@@ -44,3 +91,10 @@ class VerifySettings(TypedConfig):
     speed: SpeedSettings | None = field(default_factory=SpeedSettings)  # None skips speed
     memory: bool = True
     what: ClassVar[str] = "verify settings"
+
+    def validate(self) -> None:
+        check_tasks(self._where("tasks"), self.tasks)
+        check_distributions(self._where("distributions"), self.distributions)
+        for name, (low, high) in BOUNDS.items():
+            note = " (null for every question)" if name == "limit" else ""
+            check_range(self._where(name), getattr(self, name), low, high, note)

@@ -16,13 +16,13 @@ from edgecore.errors import GPruneError, first_line
 from edgecore.loading import resolve
 from edgecore.outputs import atomic_dir, check_writable
 from edgecore.textdata import eval_windows, load_documents
-from runtime_checks import accuracy, tasks
+from runtime_checks import accuracy
 from runtime_checks.backends import BACKEND_NAMES, backend_class, check_artifact, default_backend, load_backend
 from runtime_checks.deltas import compare_runs
 from runtime_checks.environment import environment
 from runtime_checks.footprint import footprint
 from runtime_checks.memory import peak_rss
-from runtime_checks.parity import compare_logits
+from runtime_checks.parity import check_same_vocabulary, check_tokenizer_fits, compare_logits
 from runtime_checks.report_schema import CandidateRun, Report, Run
 from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, VerifySettings  # noqa: F401  (re-exported)
 from runtime_checks.speed import compare_speed
@@ -32,11 +32,7 @@ PARITY_SOURCE = "wiki"  # the fixed text: the first eval window of this distribu
 
 def check_inputs(artifact, baseline, backends, baseline_backend, settings: VerifySettings) -> None:
     """Everything that can be checked before a model is loaded, each failure in one line."""
-    for name in settings.tasks:
-        if name not in tasks.TASK_NAMES:
-            raise GPruneError(f"unknown task {name!r}; known: {', '.join(tasks.TASK_NAMES)}")
-    if settings.limit is not None and settings.limit < 1:
-        raise GPruneError(f"--limit must be at least 1, got {settings.limit}")
+    settings.validate()  # ran on construction; again in case a field was assigned since
     for spec, names in ((artifact, backends), (baseline, [baseline_backend])):
         for name in names:
             name = name or default_backend(spec)
@@ -47,6 +43,19 @@ def check_inputs(artifact, baseline, backends, baseline_backend, settings: Verif
                 resolve(str(spec))  # a built-in name or hub id passes; a missing path raises
             else:
                 check_artifact(name, spec)
+
+
+def check_vocabularies(artifact, vocab: dict[str, int], baseline, baseline_vocab: int, tokenizer_source,
+                       tokenizer_size: int) -> None:
+    """Before anything is evaluated: the artifact (`vocab`: its size per backend) and the baseline must
+    share one vocabulary, and the tokenizer must not produce ids beyond it (else a meaningless report,
+    or an index error), each failure in one line naming both sizes."""
+    for name, size in vocab.items():
+        check_same_vocabulary(f"the artifact {artifact} ({name})", size, f"the baseline {baseline}", baseline_vocab,
+                              "compare an artifact with the model it was pruned from, or models that share "
+                              "one tokenizer")
+    check_tokenizer_fits(f"the tokenizer of {tokenizer_source}", tokenizer_size, "the models", baseline_vocab,
+                         "pass --tokenizer with the models' own tokenizer (an HF directory)")
 
 
 def load_tokenizer(spec):
@@ -85,8 +94,10 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
     backends = list(backends or [default_backend(artifact)])
     baseline_backend = baseline_backend or default_backend(baseline)
     check_inputs(artifact, baseline, backends, baseline_backend, settings)
+    vocab = {}
     for name in backends:  # a file the runtime rejects must fail now, not after the baseline's evaluation
-        load_backend(name, artifact, settings.threads).close()
+        with load_backend(name, artifact, settings.threads) as cand:
+            vocab[name] = cand.vocab_size
     tokenizer = load_tokenizer(tokenizer_from or baseline)
     prompt = fixed_text_ids(tokenizer, max(settings.parity_tokens, settings.speed.prefill_tokens
                                            if settings.speed else 0))
@@ -94,6 +105,7 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
     env = environment(settings.threads)  # dated when measuring starts
     candidates = []
     with load_backend(baseline_backend, baseline, settings.threads) as base:
+        check_vocabularies(artifact, vocab, baseline, base.vocab_size, tokenizer_from or baseline, len(tokenizer))
         baseline_run = _run(base, baseline, baseline_backend, tokenizer, settings)
         base_logits = base.logits(parity_ids)
         for name in tqdm(backends, desc="candidate backends", unit="backend", leave=False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from edgecore.errors import GPruneError
+from edgecore.errors import GPruneError, first_line
 from gprune_edge.cli.build import build
 from gprune_edge.cli.export import export
 from gprune_edge.cli.info import info
@@ -14,13 +14,17 @@ from gprune_edge.cli.verify import verify
 
 
 class _Cli(click.Group):
-    """Turns GPruneError into a one-line `Error: ...` and exit status 1."""
+    """Turns GPruneError, and I/O errors the checks before the work could not foresee (a disk
+    that fills up), into a one-line `Error: ...` and exit status 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except GPruneError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or first_line(e)}") from None
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,14 +5,37 @@ from __future__ import annotations
 import click
 
 from runtime_checks.backends import BACKEND_NAMES
-from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, SpeedSettings, VerifySettings
+from runtime_checks.settings import (
+    BOUNDS,
+    DEFAULT_DISTRIBUTIONS,
+    SpeedSettings,
+    VerifySettings,
+    check_distributions,
+    check_range,
+    check_tasks,
+)
 from runtime_checks.tasks import TASK_NAMES
 
 
 def _names(value: str | None, default: tuple) -> tuple:
     if value is None:
         return default
+    if value == "none":
+        return ()
     return tuple(n.strip() for n in value.split(",") if n.strip())
+
+
+def check_options(tasks: tuple, distributions: tuple, limit: int, windows: int, seq_len: int, threads: int,
+                  pairs: int) -> None:
+    """The options in the settings' ranges (runtime_checks.settings), each failure in one line naming the
+    option as typed, before anything is loaded. 0 keeps its CLI meaning for --limit and --pairs."""
+    check_tasks("--tasks", tasks)
+    check_distributions("--distributions", distributions)
+    check_range("--limit", limit, 0, note=" (0 for every question)")
+    check_range("--windows", windows, *BOUNDS["max_windows"])
+    check_range("--seq-len", seq_len, *BOUNDS["seq_len"])
+    check_range("--threads", threads, *BOUNDS["threads"])
+    check_range("--pairs", pairs, 0, note=" (0 skips speed)")
 
 
 @click.command()
@@ -29,7 +52,7 @@ def _names(value: str | None, default: tuple) -> tuple:
 @click.option("--limit", type=int, default=100, show_default=True,
               help="Questions per task (fixed-seed subsample); 0 means every question.")
 @click.option("--windows", type=int, default=16, show_default=True, help="Perplexity windows per distribution.")
-@click.option("--seq-len", type=int, default=512, show_default=True, help="Perplexity window length in tokens.")
+@click.option("--seq-len", type=int, default=512, show_default=True, help="Perplexity window length in tokens (2 to 8192).")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="Threads for every backend (1 gives the most stable timings on a shared machine).")
 @click.option("--pairs", type=int, default=7, show_default=True,
@@ -52,11 +75,11 @@ def verify(artifact, baseline, backends, baseline_backend, tasks, distributions,
     from runtime_checks import gate
     from runtime_checks.verify import verify as run_verify
 
+    tasks, distributions = _names(tasks, TASK_NAMES), _names(distributions, DEFAULT_DISTRIBUTIONS)
+    check_options(tasks, distributions, limit, windows, seq_len, threads, pairs)
     thresholds = gate.load_thresholds(gate_file) if gate_file else None
     settings = VerifySettings(
-        tasks=() if tasks == "none" else _names(tasks, TASK_NAMES),
-        distributions=() if distributions == "none" else _names(distributions, DEFAULT_DISTRIBUTIONS),
-        limit=limit or None, seed=seed, seq_len=seq_len, max_windows=windows, threads=threads,
+        tasks=tasks, distributions=distributions, limit=limit or None, seed=seed, seq_len=seq_len, max_windows=windows, threads=threads,
         speed=SpeedSettings(pairs=pairs, threads=threads) if pairs > 0 else None, memory=not no_memory)
     report = run_verify(artifact, baseline, out, list(backends) or None, baseline_backend, settings, thresholds,
                         overwrite, tokenizer_from)

@@ -30,6 +30,11 @@ class TargetProfile(TypedConfig):
 
 
     def validate(self) -> None:
+        if not self.artifacts:
+            raise GPruneError("target profile lists no artifacts: a build would verify nothing; "
+                              'give at least one, e.g. "artifacts": ["gguf:q8_0"]')
+        if self.align < 1 or self.threads < 1 or self.context_length < 1 or not 0.0 <= self.sparsity < 1.0:
+            raise GPruneError("target profile needs align, threads and context_length >= 1 and sparsity in [0, 1)")
         for artifact in self.artifacts:
             if ":" not in artifact:
                 raise GPruneError(f"target artifact {artifact!r} is not FORMAT:DTYPE")
