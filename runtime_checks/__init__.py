@@ -5,7 +5,7 @@ gprune, exporters or gprune_edge); `gprune-edge verify` is gprune_edge.cli.verif
     loglik          log-likelihood of continuations, tokenized as lm-evaluation-harness does; log_softmax
     tasks           zero-shot evaluation sets, formatted as the harness formats them
     accuracy        perplexity per text distribution, zero-shot acc/acc_norm, LAMBADA
-    parity          top-1 agreement and KL between two runtimes on the same tokens
+    parity          top-1 agreement and KL between two runtimes on the same tokens; vocabulary checks
     export_parity   check_export: an export reloaded in its runtime against its torch model; check_tolerance
     speed           prefill/decode tok/s and TTFT in alternating candidate/baseline pairs
     memory          peak RSS of a fresh process (memory_probe) that loads and runs a model

@@ -75,5 +75,5 @@ def check_tokenizer_fits(tokenizer: str, tokenizer_size: int, model: str, vocab:
     """GPruneError in one line when the tokenizer knows more tokens than the model's vocabulary
     (its ids would index past the logits). A smaller tokenizer is fine: vocabularies are often padded."""
     if tokenizer_size > vocab:
-        raise GPruneError(f"{tokenizer} has {tokenizer_size} tokens, more than the {vocab} of {model}'s "
-                          f"vocabulary; {advice}")
+        raise GPruneError(f"{tokenizer} has {tokenizer_size} tokens, more than the {vocab} in the vocabulary of "
+                          f"{model}; {advice}")

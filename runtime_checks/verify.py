@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from edgecore.errors import GPruneError, first_line
 from edgecore.loading import resolve
-from edgecore.outputs import atomic_dir, check_writable
+from edgecore.outputs import atomic_dir, claim_output
 from edgecore.textdata import eval_windows, load_documents
 from runtime_checks import accuracy
 from runtime_checks.backends import BACKEND_NAMES, backend_class, check_artifact, default_backend, load_backend
@@ -127,10 +127,10 @@ def verify(artifact, baseline, out_dir, backends=None, baseline_backend: str | N
     from runtime_checks import gate
     from runtime_checks.report import write_report
 
-    check_writable(out_dir, overwrite)  # fail before the slow part
-    report = run_verification(artifact, baseline, backends, baseline_backend, settings, tokenizer_from)
-    if thresholds is not None:
-        report.gate = gate.check(report, thresholds)
-    with atomic_dir(out_dir, overwrite) as tmp:
-        write_report(report, tmp)
+    with claim_output(out_dir, overwrite, inputs=[artifact, baseline, tokenizer_from]) as out_dir:
+        report = run_verification(artifact, baseline, backends, baseline_backend, settings, tokenizer_from)
+        if thresholds is not None:
+            report.gate = gate.check(report, thresholds)
+        with atomic_dir(out_dir, overwrite) as tmp:
+            write_report(report, tmp)
     return report
