@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from edgecore.checkpoint import save_checkpoint
+from edgecore.devices import pick_device
 from edgecore.errors import GPruneError
 from edgecore.loading import load_model, resolve
-from edgecore.devices import pick_device
 from edgecore.outputs import atomic_dir, claim_output
 from edgecore.typed_config import TypedConfig, read_json
 from exporters import check_request

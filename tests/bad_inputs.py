@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from tiny import tiny_model, tiny_tokenizer
 
 from gprune_edge.cli import cli
-from tiny import tiny_model, tiny_tokenizer
 
 
 def run(*args):

@@ -3,11 +3,11 @@ cache entry is recomputed; a one-paragraph calibration file behaves the same wha
 text. (Two processes filling the model cache at once: test_cache_race.py.)"""
 
 import pytest
-
 from bad_inputs import refused, run, tiny_dir
+from tiny import tiny_model, tiny_tokenizer
+
 from edgecore import textdata
 from gprune.calibration import CalibConfig, cache_key, calibrate
-from tiny import tiny_model, tiny_tokenizer
 
 
 def text_file(path, paragraphs):

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from bad_inputs import no_leftovers, refused, run, tiny_dir, write_target
 from safetensors.torch import load_file, save_file
 
-from bad_inputs import no_leftovers, refused, run, tiny_dir, write_target
 from edgecore.errors import GPruneError
 from runtime_checks.export_parity import check_tolerance
 from runtime_checks.parity import Parity

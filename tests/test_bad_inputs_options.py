@@ -5,7 +5,6 @@ no output. (Verification settings and gate files: test_bad_inputs_verify.py.)"""
 
 import pytest
 import torch
-
 from bad_inputs import no_leftovers, refused, run, tiny_dir, write_target
 
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from bad_inputs import no_leftovers, refused, run, tiny_dir, write_target
+
 from edgecore.outputs import MARKER, claim_output
 
 PRUNE = ["prune", "--method", "magnitude", "-s", 0.2, "--align", 8]
