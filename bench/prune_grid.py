@@ -1,7 +1,7 @@
 """GPrune vs baselines on SmolLM2-135M: perplexity ratio to dense per text distribution,
 calibrated on some distributions and evaluated on held-out eval halves of all of them.
 
-    python bench/prune_grid.py --out bench/results/prune_grid.jsonl [--runs main,ablation,metric]
+    python bench/prune_grid.py --out bench/results/prune_grid.jsonl [--runs main,ablation,metric,flap-old,cap,propagation]
 
 Each run appends one JSON line (method, options, sparsity, ppl per distribution, timings), so a
 partial grid is still usable; bench/prune_table.py turns the lines into markdown tables."""
@@ -26,6 +26,7 @@ CALIB = ["wiki", "news", "code"]
 EVAL = ["wiki", "news", "code", "science", "dialogue", "boolq"]  # last three: out of calibration
 SPARSITIES = [0.10, 0.20, 0.35, 0.50]
 BASELINES = ["magnitude", "wanda-sp", "flap"]
+LAYER_CAPS = (1.5, 2.0, 3.0)
 ABLATIONS = {  # name -> gprune options (each switches one step off)
     "no-sensitivity": {"sensitivity": False}, "no-modules": {"modules": 1}, "no-reliability": {"reliability": False},
     "no-outliers": {"outliers": False}, "no-measured": {"measured": False}, "lam=0": {"lam": 0.0},
@@ -57,6 +58,17 @@ def runs(kinds: list[str], sparsities: list[float]):
     if "metric" in kinds:
         for s in sparsities:
             yield "gprune", s, "wanda-sp", {}, "gprune(wanda-sp)"
+    if "flap-old" in kinds:  # FLAP as gprune-edge 0.1 scored attention (issue 14)
+        for s in sparsities:
+            yield "flap", s, "flap", {"attention": "group-sum"}, "flap(group-sum)"
+    if "propagation" in kinds:  # GPrune with the propagation-aware cost (issue 14)
+        for s in sparsities:
+            yield "gprune", s, "flap", {"propagation": True}, "gprune propagation"
+            yield "gprune", s, "flap", {"propagation": True, "layer_cap": 2.0}, "gprune propagation cap=2"
+    if "cap" in kinds:  # GPrune with a per-layer cap (issue 14)
+        for s in sparsities:
+            for cap in LAYER_CAPS:
+                yield "gprune", s, "flap", {"layer_cap": cap}, f"gprune cap={cap:g}"
 
 
 def main():

@@ -57,6 +57,7 @@ class Calibration:
     sources: list[str]
     layers: list[list[LayerCalib]]  # [layer][dataset]
     timing: dict = field(default_factory=dict)
+    gains: torch.Tensor | None = None  # [layer, 2] attention/FFN gains (gprune.propagation), when a method asks
 
 
 def parse_sources(spec) -> tuple[str, ...]:

@@ -28,9 +28,10 @@ def channel_scores(weight: torch.Tensor, stats: ChannelStats, metric: str) -> to
     raise GPruneError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
 
 
-def group_channels(family, shape: LayerShape, channel: torch.Tensor) -> torch.Tensor:
-    """Sum o_proj channel scores into one score per KV group."""
-    return torch.stack([channel[family.query_rows(shape, torch.tensor([g]))].sum() for g in range(shape.kv_heads)])
+def group_channels(family, shape: LayerShape, channel: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
+    """One score per KV group from its o_proj channels' scores: their sum, or their mean."""
+    per_group = [channel[family.query_rows(shape, torch.tensor([g]))] for g in range(shape.kv_heads)]
+    return torch.stack([c.mean() if reduce == "mean" else c.sum() for c in per_group])
 
 
 def ffn_scores(family, layer, stats: ChannelStats, metric: str) -> torch.Tensor:

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from edgecore.checkpoint import save_checkpoint
 from edgecore.devices import pick_device
 from edgecore.families import family_of, layer_shapes
@@ -15,13 +17,15 @@ from edgecore.loading import load_config, load_model
 from edgecore.outputs import claim_output
 from edgecore.params import prunable_params
 from gprune.allocation import check_reachable
-from gprune.calibration import Calibration, calibrate
+from gprune.calibration import Calibration, calibrate, calibration_windows
 from gprune.diagnostics import PLOT_FILE, render_plot
 from gprune.methods import PrunePlan, planner
+from gprune.propagation import sublayer_gains
 from gprune.recipe import RECIPE_FILE, PruneRecipe
 from gprune.surgery import check_alignment, resize
 
 SUMMARY_FILE = "prune_summary.json"
+GAIN_WINDOWS = 8  # calibration windows per source for the propagation gains (a backward pass each)
 
 
 def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration | None = None,
@@ -38,6 +42,9 @@ def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration 
     if recipe.method.calibrated and calibration is None:
         calibration = calibrate(model, tokenizer, recipe.calib_config(), Path(calib_cache) if calib_cache else None,
                                 pick_device(recipe.device))
+    if recipe.method.needs_gains() and calibration.gains is None:
+        windows = calibration_windows(tokenizer, recipe.calib_config())
+        calibration.gains = sublayer_gains(model, torch.cat([w[:GAIN_WINDOWS] for w in windows.values()]))
     plan: PrunePlan = planner(recipe.method)(model, recipe, calibration if recipe.method.calibrated else None)
     return resize(model, plan.keep), plan
 

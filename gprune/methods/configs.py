@@ -28,6 +28,10 @@ class MethodConfig(TypedConfig):
     def describe(cls) -> str:
         return f"method {cls.name!r}"
 
+    def needs_gains(self) -> bool:
+        """Whether the method weights costs by sublayer gains (gprune.propagation)."""
+        return False
+
     @classmethod
     def options_help(cls) -> str:
         return "; ".join(f"{f.name}={json.dumps(f.default)} ({f.metadata['help']})" for f in fields(cls)) or "no options"
@@ -50,8 +54,17 @@ class GPruneConfig(MethodConfig):
     per_dataset: bool = _opt(True, "false pools the calibration sources into one distribution")
     bias_comp: bool = _opt(True, "FLAP bias compensation")
     chunk: int = _opt(0, "FFN neurons per greedy step; 0 = the alignment")
+    layer_cap: float = _opt(0.0, "no layer's FFN or attention gives up more than this multiple of the global "
+                                 "sparsity (0 = no cap)")
+    propagation: bool = _opt(False, "weight each sublayer's measured cost by how much the loss responds to its "
+                                    "output downstream (empirical Fisher on the calibration text)")
+
+    def needs_gains(self) -> bool:
+        return self.propagation
 
     def validate(self) -> None:
+        if self.layer_cap < 0:
+            raise GPruneError(f"{self._where('layer_cap')} must be >= 0 (0 = no cap), got {self.layer_cap}")
         if self.modules < 1:
             raise GPruneError(f"{self._where('modules')} must be at least 1, got {self.modules}")
         if self.lam < 0 or self.outlier_factor <= 0 or self.chunk < 0:
@@ -65,6 +78,10 @@ class FlapConfig(MethodConfig):
     summary: ClassVar[str] = "FLAP baseline: fluctuation metric, one global ranking across layers"
     bias_comp: bool = _opt(True, "add removed channels' mean output back as a bias")
     robust: bool = _opt(False, "standardize scores by median/MAD instead of mean/std")
+    attention: Literal["channel-mean", "group-sum"] = _opt(
+        "channel-mean", "how KV groups are scored against FFN neurons: channel-mean as FLAP's published code "
+                        "(squared channel metric, standardized per layer over o_proj channels, averaged per group); "
+                        "group-sum standardizes the groups' summed scores (gprune-edge 0.1; over-prunes attention)")
 
 
 @dataclass

@@ -6,6 +6,7 @@ per-dataset calibration and bias compensation."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,13 @@ def _sublayer(weight, samples, sqnorms, mean, unit_channels, unit_params, min_ke
                     list(zip(bounds[:-1], bounds[1:])), unit_channels, unit_params, min_keep, lam)
 
 
+def _capped_keep(n_units: int, sparsity: float, cap: float) -> int:
+    """Units a sublayer keeps at least when it may give up at most cap x the global sparsity."""
+    if cap <= 0:
+        return 0
+    return math.ceil(n_units * (1 - min(1.0, cap * sparsity)))
+
+
 @dataclass
 class LayerUnits:
     """One layer's units as GPrune sees them: two sublayers with their removal queues."""
@@ -89,11 +97,12 @@ def _layer_units(family, layer, shape, data, recipe) -> LayerUnits:
     hidden = down_w.shape[0]
     pooled_down, pooled_o = merge_all([c.down for c in data]), merge_all([c.o for c in data])
     ffn = _sublayer(down_w, [c.down_sample for c in data], [c.out_sqnorm for c in data], pooled_down.mean,
-                    [torch.tensor([u]) for u in range(shape.ffn)], neuron_params(hidden), recipe.align,
-                    cfg.lam, cfg.bias_comp)
+                    [torch.tensor([u]) for u in range(shape.ffn)], neuron_params(hidden),
+                    max(recipe.align, _capped_keep(shape.ffn, recipe.sparsity, cfg.layer_cap)), cfg.lam, cfg.bias_comp)
     kv = _sublayer(o_w, [c.o_sample for c in data], [c.mid_sqnorm for c in data], pooled_o.mean,
                    [family.query_rows(shape, torch.tensor([g])) for g in range(shape.kv_heads)],
-                   kv_group_params(shape, hidden, family.qkv_bias), 1, cfg.lam, cfg.bias_comp)
+                   kv_group_params(shape, hidden, family.qkv_bias),
+                   max(1, _capped_keep(shape.kv_heads, recipe.sparsity, cfg.layer_cap)), cfg.lam, cfg.bias_comp)
     queues, modules = [], []
     for m in range(int(labels.max()) + 1):
         members = ((labels == m) & ~protected).nonzero().flatten()
@@ -145,6 +154,9 @@ def plan(model, recipe, calib) -> PrunePlan:
     hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
     units = [_layer_units(family, layer, shape, _datasets(calib, i, cfg.per_dataset), recipe)
              for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes))]
+    if cfg.propagation:
+        for lu, (attention_gain, ffn_gain) in zip(units, calib.gains.tolist()):
+            lu.kv.gain, lu.ffn.gain = attention_gain, ffn_gain
     removed = None
     if cfg.measured:
         target = recipe.sparsity * sum(layer_params(s, hidden, qkv_bias) for s in shapes)
