@@ -8,7 +8,7 @@ import json
 import math
 import sys
 
-from prune_grid import CALIB, EVAL
+from prune_grid import ABLATIONS, CALIB, EVAL
 
 OOD = [d for d in EVAL if d not in CALIB]
 
@@ -38,11 +38,17 @@ def main():
     for r in rows:
         if r["label"] != "dense":
             runs[(r["label"], r["sparsity"])] = r  # the last run of a label wins
-    main_labels = ["gprune", "flap", "wanda-sp", "magnitude", "gprune(wanda-sp)"]
+    main_labels = ["gprune", "flap", "flap(group-sum)", "wanda-sp", "magnitude", "gprune(wanda-sp)"]
     print("### GPrune vs baselines (perplexity / dense; * = not in calibration)\n")
     by_s = sorted({s for _, s in runs})
     print(table([runs[(l, s)] for s in by_s for l in main_labels if (l, s) in runs]))
-    abl = [r for (l, s), r in runs.items() if l.startswith("gprune ")]
+    ablation_labels = {f"gprune {name}" for name in ABLATIONS}
+    variants = [r for (l, s), r in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+                if l.startswith("gprune ") and l not in ablation_labels]
+    if variants:
+        print("\n### GPrune variants (per-layer cap, propagation-aware cost)\n")
+        print(table(variants))
+    abl = [r for (l, s), r in runs.items() if l in ablation_labels]
     if abl:
         print("\n### Ablation at 35% (each GPrune step off in turn)\n")
         print(table([runs[("gprune", 0.35)]] + abl if ("gprune", 0.35) in runs else abl))
@@ -50,7 +56,8 @@ def main():
     print("| sparsity | wanda-sp | flap | spread | gprune(wanda-sp) | gprune(flap) | spread |")
     print("|---|---|---|---|---|---|---|")
     for s in by_s:
-        keys = [("wanda-sp", s), ("flap", s), ("gprune(wanda-sp)", s), ("gprune", s)]
+        flap = "flap" if ("flap", s) in runs else "flap(group-sum)"
+        keys = [("wanda-sp", s), (flap, s), ("gprune(wanda-sp)", s), ("gprune", s)]
         if all(k in runs for k in keys):
             w, f, gw, gf = (gmean([runs[k]["ratio"][d] for d in OOD]) for k in keys)
             print(f"| {s:.2f} | {w:.2f} | {f:.2f} | {max(w, f) / min(w, f):.2f}x | {gw:.2f} | {gf:.2f} | "

@@ -29,7 +29,8 @@ from runtime_checks.backends.torch_backend import TorchBackend
 from runtime_checks.tasks import CHANCE
 
 TASKS = ["arc_easy", "piqa", "hellaswag", "lambada"]
-METHODS = ["dense", "gprune", *reversed(BASELINES)]  # dense, gprune, flap, wanda-sp, magnitude
+VARIANTS = {"flap(group-sum)": ("flap", {"attention": "group-sum"})}  # label -> (method, options)
+METHODS = ["dense", "gprune", *reversed(BASELINES), *VARIANTS]  # dense, gprune, flap, wanda-sp, magnitude, ...
 
 
 def read_rows(path: str) -> list[dict]:
@@ -55,8 +56,9 @@ def run(args) -> None:
             t = time.perf_counter()
             pruned, achieved = model, 0.0
             if method != "dense":
-                recipe = PruneRecipe(model="smollm2-135m", method=method_config(method), sparsity=sparsity, align=32,
-                                     seed=0, calib=CALIB, n_samples=16, seq_len=256)
+                name, options = VARIANTS.get(method, (method, {}))
+                recipe = PruneRecipe(model="smollm2-135m", method=method_config(name, options), sparsity=sparsity,
+                                     align=32, seed=0, calib=CALIB, n_samples=16, seq_len=256)
                 pruned, _ = prune_model(model, tokenizer, recipe)
                 achieved = round(1 - prunable_params(pruned.config) / prunable_params(model.config), 4)
             prune_s = time.perf_counter() - t

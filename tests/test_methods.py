@@ -1,6 +1,8 @@
 """Metrics on hand-made cases, GPrune's unit analysis, budgets, determinism, bad CLI input."""
 
+import copy
 import json
+import math
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from gprune.methods import method_config
 from gprune.metrics import channel_scores, compensation_bias
 from gprune.neuron_groups import outliers, percentile_rank, unit_view
 from gprune.prune import prune_model
+from gprune.propagation import sublayer_gains
 from gprune.recipe import PruneRecipe
 from gprune.stats import ChannelStats
 from gprune_edge.cli import cli
@@ -192,3 +195,33 @@ def test_gprune_cli_end_to_end_with_a_local_file(tmp_path, tiny_dir):
     assert json.loads((again / "config.json").read_text()) == json.loads((out / "config.json").read_text())
     summary = json.loads((out / "prune_summary.json").read_text())
     assert summary["diagnostics"]["modules"] and (out / "prune_plot.png").stat().st_size > 0
+
+
+def test_layer_cap_bounds_what_any_layer_gives_up(tiny_setup):
+    model, tok, calib = tiny_setup
+    sparsity, cap, align = 0.3, 1.5, 8
+    _, plan = prune_model(model, tok, recipe_of("gprune", {"layer_cap": cap}, sparsity=sparsity, align=align), calib)
+    floor = math.ceil(96 * (1 - cap * sparsity))  # widths are then rounded to the alignment
+    assert all(len(k.ffn) >= floor - align for k in plan.keep)
+    assert all(len(k.kv_groups) >= math.ceil(2 * (1 - cap * sparsity)) for k in plan.keep)
+
+
+def test_sublayer_gains_are_positive_and_normalised(tiny_setup):
+    model, _, _ = tiny_setup
+    gains = sublayer_gains(model, random_ids(batch=4, length=32))
+    assert gains.shape == (3, 2) and (gains > 0).all() and abs(float(gains.mean()) - 1) < 1e-9
+
+
+def test_propagation_weights_the_measured_cost_by_the_gains(tiny_setup):
+    model, tok, calib = tiny_setup
+    recipe = recipe_of("gprune", {"propagation": True}, sparsity=0.3, align=8)
+    heavy = copy.copy(calib)
+    heavy.gains = torch.ones(3, 2)
+    heavy.gains[1, 1] = 1e6  # removing anything from layer 1's FFN would cost a million times more
+    _, plan = prune_model(model, tok, recipe, calibration=heavy)
+    assert len(plan.keep[1].ffn) == 96
+    light = copy.copy(calib)
+    light.gains = torch.ones(3, 2)
+    light.gains[1, 1] = 1e-6  # ... or next to nothing: layer 1's FFN goes first
+    _, plan = prune_model(model, tok, recipe, calibration=light)
+    assert len(plan.keep[1].ffn) == min(len(k.ffn) for k in plan.keep) < 96
