@@ -52,8 +52,6 @@ class BuildConfig(TypedConfig):
     calib_cache: str | None = None  # where calibration statistics are cached (not a setting of the result)
     what: ClassVar[str] = "build config"
 
-
-
     def validate(self) -> None:
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise GPruneError(f"sparsity must be in [0, 1), got {self.sparsity}")

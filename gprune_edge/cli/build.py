@@ -30,28 +30,27 @@ def build(target, model, method, sparsity, limit, pairs, threads, config_file, o
     reports/ (report.md/.html/.json per artifact) and build.json (the config,
     to repeat the build with --config). Exits with status 3 when a pruned
     artifact misses one of the target's budgets."""
-    from gprune_edge.build import BuildConfig, default_verify_settings
-    from gprune_edge.build import build as run_build
+    from gprune.methods import method_config
+    from gprune_edge.build import BuildConfig, build as run_build
 
     if config_file:
-        config = BuildConfig.load(config_file).to_dict()
+        config = BuildConfig.load(config_file)
     elif target is None:
         raise GPruneError("give --target (or --config with a previous build.json)")
     else:
-        config = {"target": target}
-    config = {**config, **{k: v for k, v in dict(target=target, sparsity=sparsity, threads=threads).items()
-                           if v is not None}}
-    recipe = config.get("prune", {})
+        config = BuildConfig(target=target)
+    recipe, settings = config.prune, config.verify
     if model is not None:
-        recipe = {**recipe, "model": model}
-    if method is not None and method != recipe.get("method", {}).get("name"):
-        recipe = {**recipe, "method": {"name": method}}
-    settings = config.get("verify", default_verify_settings().to_dict())
+        recipe = recipe.replace(model=model)
+    if method is not None and method != recipe.method.name:
+        recipe = recipe.replace(method=method_config(method))
     if limit is not None:
-        settings = {**settings, "limit": limit}
+        settings = settings.replace(limit=limit)
     if pairs is not None:
-        settings = {**settings, "speed": {**settings["speed"], "pairs": pairs}}
-    result = run_build(BuildConfig.from_dict({**config, "prune": recipe, "verify": settings}), out, overwrite)
+        settings = settings.replace(speed=settings.speed.replace(pairs=pairs) if settings.speed else None)
+    overrides = {k: v for k, v in dict(target=target, sparsity=sparsity, threads=threads).items() if v is not None}
+    config = config.replace(prune=recipe, verify=settings, **overrides)
+    result = run_build(config, out, overwrite)
     for artifact in result.artifacts:
         state = "passed" if artifact.gate.passed else "FAILED: " + "; ".join(artifact.gate.failures)
         click.echo(f"{artifact.artifact}: {artifact.size_bytes / 2**20:.1f} MiB "

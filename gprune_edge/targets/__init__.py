@@ -27,8 +27,6 @@ class TargetProfile(TypedConfig):
     gate: dict = field(default_factory=dict)  # runtime_checks gate thresholds (memory/latency/accuracy budgets)
     what: ClassVar[str] = "target profile"
 
-
-
     def validate(self) -> None:
         if not self.artifacts:
             raise GPruneError("target profile lists no artifacts: a build would verify nothing; "
