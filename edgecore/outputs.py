@@ -34,13 +34,18 @@ MARKER = ".gprune-edge"  # in every output directory: --overwrite replaces only 
 GGUF_MAGIC = b"GGUF"  # the one kind of single-file output (llama.cpp models)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (mkdtemp and mkstemp
+    create 0700/0600; outputs get the permissions the user's umask gives)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting it, and put it back at once
     os.umask(mask)
     return mask
-
-
-UMASK = _umask()  # mkdtemp/mkstemp create 0700/0600; outputs get the user's usual permissions
 
 
 def _absolute(path: str | Path) -> Path:
@@ -175,7 +180,7 @@ def scratch_dir(out: Path, label: str = "tmp"):
     is copied across devices), with the user's permissions, always removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{label}-{os.getpid()}-"))
-    os.chmod(tmp, 0o777 & ~UMASK)
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         yield tmp
     finally:
@@ -214,7 +219,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~UMASK)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
