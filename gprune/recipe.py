@@ -46,8 +46,6 @@ class PruneRecipe(TypedConfig):
             self.method = method_config(self.method)
         super().__post_init__()
 
-
-
     def validate(self) -> None:
         if not isinstance(self.method, MethodConfig):
             raise GPruneError(f"recipe field 'method' must be a method config, got {self.method!r}")
