@@ -187,12 +187,17 @@ def scratch_dir(out: Path, label: str = "tmp"):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def atomic_dir(out: str | Path, overwrite: bool = False):
-    """Yields a temporary directory that becomes `out` (marked as ours) when the block succeeds."""
+def _absent_or_overwritten(out: str | Path, overwrite: bool) -> Path:
     out = _absolute(out)
     if os.path.lexists(out) and not overwrite:
         raise GPruneError(f"{out} already exists (pass --overwrite to replace it)")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | Path, overwrite: bool = False):
+    """Yields a temporary directory that becomes `out` (marked as ours) when the block succeeds."""
+    out = _absent_or_overwritten(out, overwrite)
     with scratch_dir(out) as tmp:
         yield tmp
         (tmp / MARKER).write_text("written by gprune-edge; `--overwrite` may replace this directory\n")
@@ -203,9 +208,7 @@ def atomic_dir(out: str | Path, overwrite: bool = False):
 def atomic_file(out: str | Path, overwrite: bool = False):
     """Yields a temporary path (with `out`'s name, in a scratch directory beside it) that
     becomes `out` when the block succeeds."""
-    out = _absolute(out)
-    if os.path.lexists(out) and not overwrite:
-        raise GPruneError(f"{out} already exists (pass --overwrite to replace it)")
+    out = _absent_or_overwritten(out, overwrite)
     with scratch_dir(out) as tmp:
         yield tmp / out.name
         _replace(tmp / out.name, out, overwrite)

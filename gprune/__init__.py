@@ -1,9 +1,7 @@
-"""gprune-edge: structured pruning of Llama-family models for edge runtimes.
-Importing the package registers the pruned-model format with transformers' Auto classes."""
+"""Structured pruning of Llama-family models (GPrune-LLM and baselines): `gprune.prune.prune_model`
+in memory, `gprune.prune.prune` file to file. Importing it registers the pruned-model format with
+transformers' Auto classes (through edgecore)."""
 
-__version__ = "0.1.0"
-
-from edgecore.errors import GPruneError  # noqa: E402
-from edgecore.pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM  # noqa: E402
+from edgecore import GPruneError, GPruneLlamaConfig, GPruneLlamaForCausalLM, __version__
 
 __all__ = ["GPruneError", "GPruneLlamaConfig", "GPruneLlamaForCausalLM", "__version__"]

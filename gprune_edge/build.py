@@ -25,7 +25,6 @@ from gprune.prune import prune
 from gprune.recipe import PruneRecipe
 from gprune_edge.export import export
 from gprune_edge.targets import TargetProfile, load_target
-from runtime_checks import gate
 from runtime_checks.report_schema import GateResult
 from runtime_checks.settings import VerifySettings
 from runtime_checks.verify import verify
@@ -152,14 +151,13 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> Buil
     profile = load_target(config.target)
     for fmt, dtype in profile.formats:
         check_request(fmt, dtype)
-    thresholds = gate.check_thresholds(profile.gate, f"target {profile.name} gate")
     recipe, settings = config.recipe(profile), config.verify_settings(profile)
     pick_device(recipe.device)
     with claim_output(out, overwrite, inputs=[recipe.model, config.target]) as out:
-        return _build(config, profile, recipe, settings, thresholds, out, overwrite)
+        return _build(config, profile, recipe, settings, out, overwrite)
 
 
-def _build(config, profile, recipe, settings, thresholds, out: Path, overwrite: bool) -> BuildResult:
+def _build(config, profile, recipe, settings, out: Path, overwrite: bool) -> BuildResult:
     artifacts = []
     with atomic_dir(out, overwrite) as tmp:
         pruned = prune(recipe, tmp / "pruned", calib_cache=config.calib_cache)
@@ -169,7 +167,7 @@ def _build(config, profile, recipe, settings, thresholds, out: Path, overwrite: 
             candidate = export(tmp / "pruned", fmt, dtype, tmp / "artifacts" / name, threads=settings.threads)
             baseline = export(dense_dir, fmt, dtype, tmp / "dense-artifacts" / name, threads=settings.threads)
             report = verify(candidate.path, baseline.path, tmp / "reports" / name, settings=settings,
-                            thresholds=thresholds, tokenizer_from=dense_dir)
+                            thresholds=profile.gate, tokenizer_from=dense_dir)
             artifacts.append(BuiltArtifact(
                 str(Path("artifacts") / name), fmt, dtype, candidate.size_bytes, baseline.size_bytes,
                 candidate.parity, candidate.fallbacks, str(Path("reports") / name / "report.md"), report.gate))

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from edgecore.errors import GPruneError
 from edgecore.typed_config import TypedConfig, read_json
+from runtime_checks.gate import check_thresholds
 
 HERE = Path(__file__).parent
 
@@ -24,7 +25,7 @@ class TargetProfile(TypedConfig):
     threads: int
     context_length: int
     sparsity: float  # default pruning strength for this target
-    gate: dict = field(default_factory=dict)  # runtime_checks gate thresholds (memory/latency/accuracy budgets)
+    gate: dict = field(default_factory=dict)  # runtime_checks gate thresholds, checked on load (gate.check_thresholds)
     what: ClassVar[str] = "target profile"
 
     def validate(self) -> None:
@@ -36,6 +37,7 @@ class TargetProfile(TypedConfig):
         for artifact in self.artifacts:
             if ":" not in artifact:
                 raise GPruneError(f"target artifact {artifact!r} is not FORMAT:DTYPE")
+        self.gate = check_thresholds(self.gate, f"target {self.name} gate")
 
     @property
     def formats(self) -> list[tuple[str, str]]:
