@@ -1,9 +1,11 @@
 """GPrune vs baselines on SmolLM2-135M: perplexity ratio to dense per text distribution,
 calibrated on some distributions and evaluated on held-out eval halves of all of them.
 
-    python bench/prune_grid.py --out bench/results/prune_grid.jsonl [--runs main,ablation,metric,flap-old,cap,propagation]
+    python bench/prune_grid.py --out bench/results/prune_grid.jsonl [--runs main,ablation,metric,flap-old,cap,propagation,reconstruct]
 
-Each run appends one JSON line (method, options, sparsity, ppl per distribution, timings), so a
+Runs prune without reconstruction (as the methods were compared before it existed) except the
+"reconstruct" kind, which repeats gprune and flap with it. Each run appends one JSON line
+(method, options, sparsity, ppl per distribution, timings), so a
 partial grid is still usable; bench/prune_table.py turns the lines into markdown tables."""
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ def perplexity(model, windows: torch.Tensor, batch: int = 4) -> float:
 
 
 def runs(kinds: list[str], sparsities: list[float]):
+    """(method, sparsity, gprune metric, method options, label, reconstruct) of every run of `kinds`."""
+    for run in _runs(kinds, sparsities):
+        yield *run, False
+    if "reconstruct" in kinds:  # training-free reconstruction after pruning (issue 11)
+        for s in sparsities:
+            yield "gprune", s, "flap", {}, "gprune +recon", True
+            yield "flap", s, "flap", {}, "flap +recon", True
+
+
+def _runs(kinds: list[str], sparsities: list[float]):
     if "main" in kinds:
         for s in sparsities:
             yield "gprune", s, "flap", {}, "gprune"
@@ -95,12 +107,13 @@ def main():
         f.flush()
         sparsities = [float(s) for s in args.sparsities.split(",")]
         only = set(filter(None, args.only.split(",")))
-        for method, sparsity, metric, opts, label in runs(args.runs.split(","), sparsities):
+        for method, sparsity, metric, opts, label, reconstruct in runs(args.runs.split(","), sparsities):
             if only and label not in only:
                 continue
             options = {**opts, "metric": metric} if method == "gprune" else dict(opts)
             recipe = PruneRecipe(model="smollm2-135m", method=method_config(method, options), sparsity=sparsity,
-                                 align=32, calib=CALIB, n_samples=args.n_samples, seq_len=args.seq_len)
+                                 align=32, calib=CALIB, n_samples=args.n_samples, seq_len=args.seq_len,
+                                 reconstruct=reconstruct)
             t = time.perf_counter()
             pruned, plan = prune_model(model, tokenizer, recipe)
             prune_s = time.perf_counter() - t
@@ -113,7 +126,8 @@ def main():
                    "switched": len(plan.diagnostics.get("switched_modules", [])),
                    "protected": sum(plan.diagnostics.get("protected_neurons", [])),
                    "layers_ffn": [d["ffn_kept"] for d in plan.diagnostics.get("layers", [])],
-                   "layers_kv": [d["kv_kept"] for d in plan.diagnostics.get("layers", [])]}
+                   "layers_kv": [d["kv_kept"] for d in plan.diagnostics.get("layers", [])],
+                   "reconstruct": reconstruct}
             f.write(json.dumps(row) + "\n")
             f.flush()
             print(label, sparsity, {d: round(r, 2) for d, r in row["ratio"].items()}, flush=True)

@@ -29,7 +29,9 @@ from runtime_checks.backends.torch_backend import TorchBackend
 from runtime_checks.tasks import CHANCE
 
 TASKS = ["arc_easy", "piqa", "hellaswag", "lambada"]
-VARIANTS = {"flap(group-sum)": ("flap", {"attention": "group-sum"})}  # label -> (method, options)
+# label -> (method, options, reconstruct); a bare method name runs without reconstruction
+VARIANTS = {"flap(group-sum)": ("flap", {"attention": "group-sum"}, False), "gprune +recon": ("gprune", {}, True),
+            "flap +recon": ("flap", {}, True)}
 METHODS = ["dense", "gprune", *reversed(BASELINES), *VARIANTS]  # dense, gprune, flap, wanda-sp, magnitude, ...
 
 
@@ -56,9 +58,9 @@ def run(args) -> None:
             t = time.perf_counter()
             pruned, achieved = model, 0.0
             if method != "dense":
-                name, options = VARIANTS.get(method, (method, {}))
+                name, options, reconstruct = VARIANTS.get(method, (method, {}, False))
                 recipe = PruneRecipe(model="smollm2-135m", method=method_config(name, options), sparsity=sparsity,
-                                     align=32, seed=0, calib=CALIB, n_samples=16, seq_len=256)
+                                     align=32, seed=0, calib=CALIB, n_samples=16, seq_len=256, reconstruct=reconstruct)
                 pruned, _ = prune_model(model, tokenizer, recipe)
                 achieved = round(1 - prunable_params(pruned.config) / prunable_params(model.config), 4)
             prune_s = time.perf_counter() - t

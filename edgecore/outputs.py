@@ -201,6 +201,10 @@ def atomic_dir(out: str | Path, overwrite: bool = False):
     with scratch_dir(out) as tmp:
         yield tmp
         (tmp / MARKER).write_text("written by gprune-edge; `--overwrite` may replace this directory\n")
+        mode = 0o666 & ~current_umask()
+        for f in tmp.rglob("*"):  # libraries that write through mkstemp leave 0600 files
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, mode)
         _replace(tmp, out, overwrite)
 
 

@@ -22,7 +22,8 @@ from gprune.diagnostics import PLOT_FILE, render_plot
 from gprune.methods import PrunePlan, planner
 from gprune.propagation import sublayer_gains
 from gprune.recipe import RECIPE_FILE, PruneRecipe
-from gprune.surgery import check_alignment, resize
+from gprune.reconstruction import reconstruct
+from gprune.surgery import check_alignment, resize, with_biases
 
 SUMMARY_FILE = "prune_summary.json"
 GAIN_WINDOWS = 8  # calibration windows per source for the propagation gains (a backward pass each)
@@ -33,8 +34,9 @@ def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration 
     """(pruned model, plan): `model` pruned as `recipe` says; `model` itself is left untouched.
 
     Methods that read activations calibrate on `recipe.calib` unless `calibration` is given
-    (statistics are cached under `calib_cache`, default the user cache). Calibration moves one
-    layer at a time to `recipe.device`."""
+    (statistics are cached under `calib_cache`, default the user cache). With
+    `recipe.reconstruct` the kept output projections are then refitted on the calibration
+    windows (gprune.reconstruction). Both move one layer at a time to `recipe.device`."""
     shapes = layer_shapes(model.config)
     check_alignment(shapes, recipe.align)
     check_reachable(shapes, model.config.hidden_size, family_of(model.config).qkv_bias, recipe.sparsity,
@@ -46,7 +48,14 @@ def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration 
         windows = calibration_windows(tokenizer, recipe.calib_config())
         calibration.gains = sublayer_gains(model, torch.cat([w[:GAIN_WINDOWS] for w in windows.values()]))
     plan: PrunePlan = planner(recipe.method)(model, recipe, calibration if recipe.method.calibrated else None)
-    return resize(model, plan.keep), plan
+    if not recipe.reconstruct:
+        return resize(model, plan.keep), plan
+    pruned = resize(model, with_biases(plan.keep, model.config.hidden_size))
+    settings = recipe.reconstruction
+    windows = {s: w[:settings.windows] for s, w in calibration_windows(tokenizer, recipe.calib_config()).items()}
+    plan.diagnostics["reconstruction"] = reconstruct(model, pruned, windows, settings.ridge, settings.target,
+                                                     device=pick_device(recipe.device))
+    return pruned, plan
 
 
 @dataclass

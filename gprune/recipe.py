@@ -2,17 +2,19 @@
 recipe.json with every output so the run can be repeated from its folder. It holds the
 run's settings and the chosen method's typed config:
 
-    {"version": 2, "model": "smollm2-135m", "sparsity": 0.2, ..., "method": {"name": "gprune", "lam": 1.0, ...}}
+    {"version": 3, "model": "smollm2-135m", "sparsity": 0.2, ..., "method": {"name": "gprune", "lam": 1.0, ...},
+     "reconstruct": true, "reconstruction": {"ridge": 0.1, "windows": 16, "target": "residual"}}
 
-Recipes of the previous layout ("method": "gprune", "metric": ..., "options": {...}) are
-converted on load."""
+Recipes of earlier layouts are converted on load: version 2 had no reconstruction (it loads with
+"reconstruct": false, so it repeats its run), version 1 also kept the method's options apart
+("method": "gprune", "metric": ..., "options": {...})."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from edgecore import __version__
 from edgecore.errors import GPruneError
@@ -21,9 +23,24 @@ from edgecore.typed_config import TypedConfig, read_json
 from gprune.calibration import DEFAULT_SOURCES, CalibConfig, parse_sources
 from gprune.methods.configs import GPruneConfig, MethodConfig, method_config
 
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 RECIPE_FILE = "recipe.json"
 MAX_SEQ_LEN = 8192  # calibration windows longer than this only exhaust memory
+
+
+@dataclass
+class ReconstructConfig(TypedConfig):
+    """Training-free reconstruction after pruning (gprune.reconstruction)."""
+    ridge: float = 0.1  # pull towards the current weights, relative to the mean input energy
+    windows: int = 16  # calibration windows per source it fits on (at most the recipe's n_samples)
+    target: Literal["residual", "sublayer"] = "residual"  # match the dense residual stream, or each projection
+    what: ClassVar[str] = "reconstruction settings"
+
+    def validate(self) -> None:
+        if self.ridge <= 0:
+            raise GPruneError(f"reconstruction ridge must be positive, got {self.ridge}")
+        if self.windows < 1:
+            raise GPruneError(f"reconstruction windows must be at least 1, got {self.windows}")
 
 
 @dataclass
@@ -39,11 +56,15 @@ class PruneRecipe(TypedConfig):
     n_samples: int = 32  # windows per source
     seq_len: int = 256  # tokens per window
     method: MethodConfig = field(default_factory=GPruneConfig)  # or a method name, for its defaults
+    reconstruct: bool | None = None  # refit the kept output projections; None: the method's default
+    reconstruction: ReconstructConfig = field(default_factory=ReconstructConfig)
     what: ClassVar[str] = "recipe"
 
     def __post_init__(self):
         if isinstance(self.method, str):
             self.method = method_config(self.method)
+        if self.reconstruct is None and isinstance(self.method, MethodConfig):
+            self.reconstruct = self.method.reconstructs
         super().__post_init__()
 
     def validate(self) -> None:
@@ -76,11 +97,13 @@ class PruneRecipe(TypedConfig):
         if not isinstance(data, dict):
             raise GPruneError(f"{label or 'recipe'} must be a mapping, got {data!r}")
         data = {k: v for k, v in data.items() if k != "gprune_edge_version"}
-        version = data.pop("version", 1 if V1_ONLY & set(data) or isinstance(data.get("method"), str) else 2)
+        version = data.pop("version", 1 if V1_ONLY & set(data) or isinstance(data.get("method"), str) else RECIPE_VERSION)
         if version == 1:
             data = _from_v1(data)
+        if version in (1, 2):
+            data = {"reconstruct": False, **data}  # those versions had no reconstruction
         elif version != RECIPE_VERSION:
-            raise GPruneError(f"recipe version {version!r} is not supported (this gprune-edge reads 1 and 2)")
+            raise GPruneError(f"recipe version {version!r} is not supported (this gprune-edge reads 1 to 3)")
         method = data.pop("method", {"name": GPruneConfig.name})
         if not isinstance(method, dict) or "name" not in method:
             raise GPruneError('recipe field "method" must be a mapping with a "name", e.g. {"name": "flap"}')

@@ -4,6 +4,7 @@ elsewhere; this module only slices weights and rounds widths."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -107,6 +108,14 @@ def resize(model: nn.Module, keep: list[LayerKeep]) -> GPruneLlamaForCausalLM:
         new.tie_weights()
     new.generation_config = model.generation_config
     return new.eval()
+
+
+def with_biases(keep: list[LayerKeep], hidden: int) -> list[LayerKeep]:
+    """The keep-sets with zero o_proj/down_proj compensation biases where they had none, so the
+    pruned model has those biases to refit."""
+    zero = torch.zeros(hidden)
+    return [dataclasses.replace(k, down_bias=zero if k.down_bias is None else k.down_bias,
+                                o_bias=zero if k.o_bias is None else k.o_bias) for k in keep]
 
 
 def keep_all(config) -> list[LayerKeep]:

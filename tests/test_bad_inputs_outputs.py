@@ -110,5 +110,6 @@ def test_outputs_follow_the_umask(tmp_path, model):
     finally:
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o750
-    assert (tmp_path / "out" / "config.json").stat().st_mode & 0o777 == 0o640
+    for name in ("config.json", "model.safetensors"):  # safetensors' writer alone would leave 0600
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o640, name
     no_leftovers(tmp_path / "nothing")

@@ -23,6 +23,7 @@ class MethodConfig(TypedConfig):
     name: ClassVar[str]
     calibrated: ClassVar[bool]  # reads activations on calibration text
     summary: ClassVar[str]
+    reconstructs: ClassVar[bool] = False  # whether prune reconstructs after this method unless told otherwise
 
     @classmethod
     def describe(cls) -> str:
@@ -41,6 +42,7 @@ class MethodConfig(TypedConfig):
 class GPruneConfig(MethodConfig):
     name: ClassVar[str] = "gprune"
     calibrated: ClassVar[bool] = True
+    reconstructs: ClassVar[bool] = True
     summary: ClassVar[str] = "generalization-aware: multi-distribution calibration, measured-cost allocation"
     metric: Literal["flap", "wanda-sp"] = _opt("flap", "base importance metric")
     sensitivity: bool = _opt(True, "use the spread of a unit's rank across datasets")

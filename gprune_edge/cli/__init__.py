@@ -10,6 +10,7 @@ from gprune_edge.cli.build import build
 from gprune_edge.cli.export import export
 from gprune_edge.cli.info import info
 from gprune_edge.cli.prune import prune
+from gprune_edge.cli.recover import recover
 from gprune_edge.cli.verify import verify
 
 
@@ -37,7 +38,7 @@ def cli():
     Hugging Face directory, a .gguf file, or a hub id."""
 
 
-for command in (build, export, info, prune, verify):
+for command in (build, export, info, prune, recover, verify):
     cli.add_command(command)
 
 

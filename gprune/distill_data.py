@@ -1,0 +1,228 @@
+"""Training and held-out windows for distillation.
+
+Named sources (edgecore.textdata: built-in distributions, hf:NAME, local .txt/.jsonl files)
+give their "calib" half for training, so the "eval" half stays held out; a source too short
+for its share of the budget is repeated, each pass cut at another offset. The source "self"
+is text the teacher generates itself from varied prompts (data-free distillation): sampled
+once and cached in the user cache, keyed by the teacher's weights, tokenizer and sampling
+settings. Generation is deterministic per batch (batch b depends on the seed and b only),
+so a cache written for a smaller budget is extended, never redone, and two processes
+filling it at once write the same content (whole files, via write_atomic)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from pathlib import Path
+
+import torch
+
+from edgecore import textdata
+from edgecore.errors import GPruneError
+from edgecore.outputs import write_atomic
+from edgecore.pinned import cache_dir
+from gprune.calibration import model_fingerprint
+from gprune.distill_config import SELF_SOURCE
+
+GEN_VERSION = 1
+GEN_BATCH = 8  # prompts per generate() call
+GEN_NEW_TOKENS = 256  # tokens sampled per prompt (fewer when the teacher ends its text)
+GEN_TOP_P = 0.95  # nucleus sampling at temperature 1: the teacher's own distribution, minus its far tail
+GEN_SAVE_EVERY = 16  # batches between cache writes (an interrupted generation keeps what it made)
+
+# Openers in several registers and domains; the chat questions are used when the tokenizer
+# has a chat template (instruct teachers then write answers, their main use).
+OPENERS = (
+    "The", "In 1887,", "Once upon a time", "def ", "import numpy as np\n", "The results show that",
+    "According to the report,", "Chapter 1\n\n", "Q: What is", "Dear", "# Introduction\n\n",
+    "The following", "class ", "It was a", "Scientists have", "In this paper, we", "The city of",
+    "Yesterday", "To install the package,", "Abstract:", "Breaking news:", "The history of",
+    "function ", "SELECT", "Here is a recipe for", "The president", "A: ", "Step 1:", "I think",
+    "The main reason", "#include <stdio.h>\n", "Today we will learn",
+)
+QUESTIONS = (
+    "Explain how photosynthesis works.", "Write a short story about a lighthouse keeper.",
+    "What are the main causes of inflation?", "Write a Python function that reverses a linked list.",
+    "Summarize the history of the Roman Empire in a paragraph.", "Give me three tips for better sleep.",
+    "How does a neural network learn?", "Write a polite email declining a meeting.",
+    "What is the difference between weather and climate?", "Describe the water cycle.",
+    "Translate 'good morning' into French, Spanish and German.", "What is a prime number? Give examples.",
+    "Write a haiku about autumn.", "How do vaccines work?", "Explain recursion to a beginner.",
+    "What should I pack for a hiking trip?",
+)
+
+
+def _stream_windows(stream: torch.Tensor, n: int, seq_len: int, g: torch.Generator) -> tuple[torch.Tensor, int]:
+    """n random non-overlapping windows of `stream` (LongTensor [T]); when it holds fewer than n,
+    it is passed over again at another random offset. Returns (windows [n, seq_len], passes)."""
+    out, have, passes = [], 0, 0
+    while have < n:
+        offset = 0 if passes == 0 else int(torch.randint(0, seq_len, (1,), generator=g))
+        usable = (len(stream) - offset) // seq_len * seq_len
+        grid = stream[offset:offset + usable].view(-1, seq_len)
+        grid = grid[torch.randperm(len(grid), generator=g)][:n - have]
+        out.append(grid)
+        have += len(grid)
+        passes += 1
+    return torch.cat(out), passes
+
+
+def _seed(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
+
+
+def check_sources(names: list[str]) -> None:
+    """Fail before any slow work for a local file that does not exist."""
+    for name in names:
+        if name.endswith((".txt", ".jsonl")) and not name.startswith("hf:") and not os.path.isfile(name):
+            raise GPruneError(f"data source {name}: no such file")
+
+
+def split_budget(n_windows: int, sources: list[str]) -> dict[str, int]:
+    """Windows per source: an even share, the remainder to the first sources."""
+    k = len(sources)
+    return {name: n_windows // k + (i < n_windows % k) for i, name in enumerate(sources)}
+
+
+def training_windows(tokenizer, sources: list[str], n_windows: int, seq_len: int, seed: int = 0,
+                     teacher=None, progress: bool = True) -> tuple[torch.Tensor, dict]:
+    """([n_windows, seq_len] shuffled training windows, {source: {"windows", "passes"}}).
+    "self" needs the teacher (it generates the text)."""
+    parts, info = [], {}
+    for name, n in split_budget(n_windows, sources).items():
+        if n == 0:
+            continue
+        if name == SELF_SOURCE:
+            if teacher is None:
+                raise GPruneError("the data source 'self' needs the teacher model to generate text")
+            stream = self_generated_stream(teacher, tokenizer, n * seq_len, seed, progress)
+        else:
+            docs = textdata.load_documents(name, "calib")
+            # every whole window of the text, consecutive; flattened back into one token stream
+            stream = textdata.eval_windows(tokenizer, docs, seq_len, max_windows=2**62, source=name).flatten()
+        windows, passes = _stream_windows(stream, n, seq_len, torch.Generator().manual_seed(_seed(seed, name)))
+        parts.append(windows)
+        info[name] = {"windows": n, "passes": passes}
+    windows = torch.cat(parts)
+    order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))
+    return windows[order].contiguous(), info
+
+
+def heldout_windows(tokenizer, sources: list[str], seq_len: int, n: int) -> dict[str, torch.Tensor]:
+    """Up to n consecutive windows of each source's "eval" half (never trained on). "self" and
+    sources whose held-out half is shorter than one window are left out."""
+    out = {}
+    for name in sources:
+        if name == SELF_SOURCE or n < 1:
+            continue
+        try:
+            out[name] = textdata.eval_windows(tokenizer, textdata.load_documents(name, "eval"), seq_len, n, source=name)
+        except GPruneError:
+            continue  # too little held-out text for a window: no figure for this source
+    return out
+
+
+# ----------------------------------------------------------------------------- data-free: "self"
+
+def _prompts(tokenizer, batch: int, g: torch.Generator) -> list[str]:
+    chat = getattr(tokenizer, "chat_template", None)
+    prompts = []
+    for _ in range(GEN_BATCH):
+        if chat and int(torch.randint(0, 2, (1,), generator=g)):
+            question = QUESTIONS[int(torch.randint(0, len(QUESTIONS), (1,), generator=g))]
+            prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                                         add_generation_prompt=True))
+        else:
+            prompts.append(OPENERS[int(torch.randint(0, len(OPENERS), (1,), generator=g))])
+    return prompts
+
+
+def _model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def generate_batch(teacher, tokenizer, seed: int, batch: int) -> list[list[int]]:
+    """GEN_BATCH token sequences (prompt + sampled continuation, up to end-of-text) for batch
+    number `batch`; the same (teacher, seed, batch, device) always gives the same sequences."""
+    g = torch.Generator().manual_seed(_seed(seed, f"self-{batch}"))
+    prompts = _prompts(tokenizer, batch, g)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    device = _model_device(teacher)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # sampling uses the global RNG: seed it, then put it back
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
+        was_training = teacher.training
+        teacher.eval()
+        out = teacher.generate(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
+                               do_sample=True, temperature=1.0, top_p=GEN_TOP_P, top_k=0,
+                               max_new_tokens=GEN_NEW_TOKENS, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        teacher.train(was_training)
+    sequences = []
+    prompt_len = enc["input_ids"].shape[1]
+    for row, mask in zip(out.cpu().tolist(), enc["attention_mask"].tolist()):
+        prompt = row[prompt_len - sum(mask):prompt_len]  # left padding removed
+        new = row[prompt_len:]
+        if tokenizer.eos_token_id in new:
+            new = new[:new.index(tokenizer.eos_token_id)]
+        sequences.append(prompt + new)
+    return sequences
+
+
+def self_cache_path(teacher, tokenizer, seed: int) -> Path:
+    vocab = hashlib.sha1(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:12]
+    device = _model_device(teacher)
+    spec = json.dumps({"v": GEN_VERSION, "teacher": model_fingerprint(teacher), "vocab": vocab,
+                       "template": hashlib.sha1(str(getattr(tokenizer, "chat_template", "")).encode()).hexdigest()[:12],
+                       "seed": seed, "batch": GEN_BATCH, "new": GEN_NEW_TOKENS, "top_p": GEN_TOP_P,
+                       "openers": OPENERS, "questions": QUESTIONS, "device": device.type,
+                       "dtype": str(next(teacher.parameters()).dtype)})
+    return cache_dir() / "distill" / f"self-{hashlib.sha1(spec.encode()).hexdigest()[:20]}.json"
+
+
+def _read_cache(path: Path) -> list[list[list[int]]]:
+    try:
+        data = json.loads(path.read_text())
+        batches = data["batches"]
+        if data.get("version") == GEN_VERSION and isinstance(batches, list):
+            return batches
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # absent or damaged: generated again
+    return []
+
+
+def self_generated_stream(teacher, tokenizer, n_tokens: int, seed: int = 0, progress: bool = True) -> torch.Tensor:
+    """At least n_tokens tokens of teacher-generated text, sequences joined by end-of-text."""
+    path = self_cache_path(teacher, tokenizer, seed)
+    batches = _read_cache(path)
+    count = sum(len(s) + 1 for b in batches for s in b)
+    if count < n_tokens:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_tokens, initial=min(count, n_tokens), unit="tok", unit_scale=True,
+                   desc="teacher writing 'self' text", disable=not progress)
+        made = 0
+        while count < n_tokens:
+            batch = generate_batch(teacher, tokenizer, seed, len(batches))
+            batches.append(batch)
+            added = sum(len(s) + 1 for s in batch)
+            count += added
+            bar.update(min(added, bar.total - bar.n))
+            made += 1
+            if made % GEN_SAVE_EVERY == 0:
+                write_atomic(path, json.dumps({"version": GEN_VERSION, "batches": batches}))
+        bar.close()
+        write_atomic(path, json.dumps({"version": GEN_VERSION, "batches": batches}))
+    eos = tokenizer.eos_token_id
+    stream = []
+    for batch in batches:
+        for seq in batch:
+            stream += seq + ([eos] if eos is not None else [])
+            if len(stream) >= n_tokens:
+                break
+        if len(stream) >= n_tokens:
+            break
+    return torch.tensor(stream, dtype=torch.long)

@@ -1,0 +1,100 @@
+"""Training-free reconstruction (gprune.reconstruction) and its place in the recipe."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from tiny import random_ids, tiny_model, tiny_tokenizer
+
+from edgecore.errors import GPruneError
+from gprune.methods import method_config
+from gprune.prune import prune_model
+from gprune.recipe import PruneRecipe, ReconstructConfig
+from gprune.reconstruction import reconstruct
+from gprune.surgery import resize, with_biases
+from gprune_edge.cli import cli
+
+
+def magnitude_pruned(model, sparsity=0.4):
+    recipe = PruneRecipe(method=method_config("magnitude"), sparsity=sparsity, align=8, reconstruct=False)
+    _, plan = prune_model(model, tiny_tokenizer(), recipe)
+    return resize(model, with_biases(plan.keep, model.config.hidden_size))
+
+
+@torch.no_grad()
+def output_error(dense, pruned, ids) -> float:
+    d = dense(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+    p = pruned(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+    return float((p - d).pow(2).sum() / d.pow(2).sum())
+
+
+@pytest.mark.parametrize("target", ["residual", "sublayer"])
+def test_reconstruction_lowers_the_error_on_windows_it_was_not_fitted_on(target):
+    dense = tiny_model("llama", layers=3)
+    pruned = magnitude_pruned(dense)
+    fit = {"a": random_ids(batch=16, length=32, seed=1), "b": random_ids(batch=8, length=32, seed=2)}
+    held_out = random_ids(batch=8, length=32, seed=9)
+    before = output_error(dense, pruned, held_out)
+    diag = reconstruct(dense, pruned, fit, ridge=0.1, target=target)
+    after = output_error(dense, pruned, held_out)
+    assert after < 0.8 * before
+    assert len(diag["output_error"]) == 3 and diag["tokens"] == 24 * 32
+
+
+def test_a_huge_ridge_keeps_the_weights():
+    dense = tiny_model("llama", layers=2)
+    pruned = magnitude_pruned(dense)
+    before = {k: v.clone() for k, v in pruned.state_dict().items()}
+    reconstruct(dense, pruned, {"a": random_ids(batch=8, length=32)}, ridge=1e9)
+    for k, v in pruned.state_dict().items():
+        assert torch.allclose(v, before[k], atol=1e-4), k
+
+
+def test_every_source_weighs_the_same():
+    """Doubling one source's windows (same text twice) changes nothing: sources are averaged."""
+    dense = tiny_model("llama", layers=2)
+    a, b = random_ids(batch=8, length=32, seed=1), random_ids(batch=8, length=32, seed=2)
+    once, twice = magnitude_pruned(dense), magnitude_pruned(dense)
+    reconstruct(dense, once, {"a": a, "b": b})
+    reconstruct(dense, twice, {"a": torch.cat([a, a]), "b": b})
+    for (k, v), w in zip(once.state_dict().items(), twice.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-4), k
+
+
+def test_reconstruct_defaults_follow_the_method_and_old_recipes_repeat_their_run():
+    assert PruneRecipe(method=method_config("gprune")).reconstruct is True
+    assert PruneRecipe(method=method_config("flap")).reconstruct is False
+    assert PruneRecipe(method=method_config("flap"), reconstruct=True).reconstruct is True
+    v2 = PruneRecipe.from_dict({"version": 2, "sparsity": 0.2, "method": {"name": "gprune"}})
+    assert v2.reconstruct is False
+    saved = PruneRecipe(method=method_config("gprune")).to_dict()
+    assert saved["version"] == 3 and saved["reconstruct"] is True and saved["reconstruction"]["ridge"] == 0.1
+    assert PruneRecipe.from_dict(saved) == PruneRecipe(method=method_config("gprune"))
+
+
+@pytest.mark.parametrize("bad, needle", [({"ridge": 0}, "ridge"), ({"windows": 0}, "windows"),
+                                         ({"target": "logits"}, "target"), ({"ridg": 1.0}, "ridg")])
+def test_bad_reconstruction_settings_are_refused(bad, needle):
+    with pytest.raises(GPruneError, match=needle):
+        PruneRecipe.from_dict({"reconstruction": bad})
+    with pytest.raises(GPruneError):
+        ReconstructConfig.from_dict(bad)
+
+
+def test_prune_cli_reconstructs_and_can_be_told_not_to(tmp_path):
+    model = tiny_model("llama", layers=2)
+    model.save_pretrained(tmp_path / "tiny")
+    tiny_tokenizer().save_pretrained(tmp_path / "tiny")
+    text = tmp_path / "text.txt"
+    text.write_text("\n\n".join("".join(chr(33 + (i * 7 + j) % 90) for j in range(300)) for i in range(40)))
+    common = ["prune", "-m", str(tmp_path / "tiny"), "--method", "magnitude", "-s", "0.3", "--align", "8",
+              "--calib", str(text), "--n-samples", "4", "--seq-len", "32"]
+    on = CliRunner().invoke(cli, common + ["--reconstruct", "--ridge", "0.5", "--out", str(tmp_path / "on")])
+    off = CliRunner().invoke(cli, common + ["--out", str(tmp_path / "off")])
+    assert on.exit_code == 0 and off.exit_code == 0, on.output + off.output
+    recipe = json.loads((tmp_path / "on" / "recipe.json").read_text())
+    assert recipe["reconstruct"] is True and recipe["reconstruction"]["ridge"] == 0.5
+    assert json.loads((tmp_path / "off" / "recipe.json").read_text())["reconstruct"] is False
+    summary = json.loads((tmp_path / "on" / "prune_summary.json").read_text())
+    assert len(summary["diagnostics"]["reconstruction"]["output_error"]) == 2
