@@ -38,13 +38,14 @@ def main():
     for r in rows:
         if r["label"] != "dense":
             runs[(r["label"], r["sparsity"])] = r  # the last run of a label wins
-    main_labels = ["gprune", "flap", "flap(group-sum)", "wanda-sp", "magnitude", "gprune(wanda-sp)"]
+    main_labels = ["gprune", "gprune +recon", "flap", "flap +recon", "flap(group-sum)", "wanda-sp", "magnitude",
+                   "gprune(wanda-sp)"]
     print("### GPrune vs baselines (perplexity / dense; * = not in calibration)\n")
     by_s = sorted({s for _, s in runs})
     print(table([runs[(l, s)] for s in by_s for l in main_labels if (l, s) in runs]))
     ablation_labels = {f"gprune {name}" for name in ABLATIONS}
     variants = [r for (l, s), r in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-                if l.startswith("gprune ") and l not in ablation_labels]
+                if l.startswith("gprune ") and l not in ablation_labels and l not in main_labels]
     if variants:
         print("\n### GPrune variants (per-layer cap, propagation-aware cost)\n")
         print(table(variants))

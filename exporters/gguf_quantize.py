@@ -32,6 +32,9 @@ QUANT_TYPES = {
     "q5_k_m": QuantType(gguf.LlamaFileType.MOSTLY_Q5_K_M, "q5_K", 256, "q5_1",
                         " (q8_0 where the q5_k_m mix asks for q6_K)"),
     "q6_k": QuantType(gguf.LlamaFileType.MOSTLY_Q6_K, "q6_K", 256, "q8_0"),
+    # below 4 bits: what a user quantizes the dense model to when it must shrink further
+    "q3_k_m": QuantType(gguf.LlamaFileType.MOSTLY_Q3_K_M, "q3_K", 256, "iq4_nl"),
+    "q2_k": QuantType(gguf.LlamaFileType.MOSTLY_Q2_K, "q2_K", 256, "iq4_nl"),
 }
 LEGACY_BLOCK = 32  # q5_0 / q5_1 / q8_0: a fallback that misses this block too goes to f16
 

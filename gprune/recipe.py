@@ -3,7 +3,7 @@ recipe.json with every output so the run can be repeated from its folder. It hol
 run's settings and the chosen method's typed config:
 
     {"version": 3, "model": "smollm2-135m", "sparsity": 0.2, ..., "method": {"name": "gprune", "lam": 1.0, ...},
-     "reconstruct": true, "reconstruction": {"ridge": 0.1, "windows": 16, "target": "residual"}}
+     "reconstruct": true, "reconstruction": {"ridge": 1.0, "windows": 16, "target": "residual"}}
 
 Recipes of earlier layouts are converted on load: version 2 had no reconstruction (it loads with
 "reconstruct": false, so it repeats its run), version 1 also kept the method's options apart
@@ -31,7 +31,7 @@ MAX_SEQ_LEN = 8192  # calibration windows longer than this only exhaust memory
 @dataclass
 class ReconstructConfig(TypedConfig):
     """Training-free reconstruction after pruning (gprune.reconstruction)."""
-    ridge: float = 0.1  # pull towards the current weights, relative to the mean input energy
+    ridge: float = 1.0  # pull towards the current weights, relative to the mean input energy
     windows: int = 16  # calibration windows per source it fits on (at most the recipe's n_samples)
     target: Literal["residual", "sublayer"] = "residual"  # match the dense residual stream, or each projection
     what: ClassVar[str] = "reconstruction settings"

@@ -80,7 +80,7 @@ def _relative_error(pruned: list[torch.Tensor], dense: list[torch.Tensor]) -> fl
 
 
 @torch.no_grad()
-def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 0.1, target: str = "residual",
+def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 1.0, target: str = "residual",
                 batch_size: int = 8, device: torch.device | None = None) -> dict:
     """Refit `pruned`'s o_proj and down_proj weights and biases in place (they must have biases) on
     `windows`, token windows per calibration source; one decoder layer at a time sits on `device`.

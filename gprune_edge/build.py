@@ -1,9 +1,11 @@
-"""`build`: everything for one device target in one call. Prune the model, export the
-pruned and the dense model to every artifact the target runs, verify each pruned artifact
-against the dense one on the same runtime, and gate the result on the target's budgets.
+"""`build`: everything for one device target in one call. Prune the model (with
+reconstruction, as the gprune recipe does by default), distill it from the dense model when
+there is a token budget, export the pruned and the dense model to every artifact the target
+runs, verify each pruned artifact against the dense one on the same runtime, and gate the
+result on the target's budgets.
 
 A build is described by a `BuildConfig`, which composes the configs of the stages it runs
-(the prune recipe and the verify settings) instead of restating them; the target fills in
+(the prune recipe, the distillation settings and the verify settings) instead of restating them; the target fills in
 what it decides (alignment, default sparsity, threads). build.json holds the config, so
 `gprune-edge build --config OUT/build.json` repeats the build."""
 
@@ -21,6 +23,8 @@ from edgecore.loading import load_model, resolve
 from edgecore.outputs import atomic_dir, claim_output
 from edgecore.typed_config import TypedConfig, read_json
 from exporters import check_request
+from gprune.distill import recover
+from gprune.distill_config import DistillConfig
 from gprune.prune import prune
 from gprune.recipe import PruneRecipe
 from gprune_edge.export import export
@@ -32,6 +36,9 @@ from runtime_checks.verify import verify
 BUILD_FILE = "build.json"
 BUILD_TASKS = ("arc_easy", "piqa", "hellaswag", "lambada")  # above chance at 135M (BENCHMARKS.md)
 BUILD_DISTRIBUTIONS = ("wiki", "news", "science", "code")
+# Distillation tokens a build spends unless told: what the machine does in a few minutes
+# (SmolLM2-135M distils at about 70 tokens/s on 2 CPU cores: 8k tokens in 2 minutes; BENCHMARKS.md).
+DEFAULT_DISTILL_TOKENS = {"cpu": 8_000, "cuda": 2_000_000}
 
 
 def default_verify_settings() -> VerifySettings:
@@ -47,6 +54,8 @@ class BuildConfig(TypedConfig):
     sparsity: float | None = None
     threads: int | None = None
     prune: PruneRecipe = field(default_factory=PruneRecipe)
+    distill_tokens: int | None = None  # distillation after pruning; None: the machine's default, 0: none
+    distill: DistillConfig = field(default_factory=DistillConfig)  # its `tokens` is replaced by distill_tokens
     verify: VerifySettings = field(default_factory=default_verify_settings)
     calib_cache: str | None = None  # where calibration statistics are cached (not a setting of the result)
     what: ClassVar[str] = "build config"
@@ -56,6 +65,8 @@ class BuildConfig(TypedConfig):
             raise GPruneError(f"sparsity must be in [0, 1), got {self.sparsity}")
         if self.threads is not None and self.threads < 1:
             raise GPruneError(f"threads must be at least 1, got {self.threads}")
+        if self.distill_tokens is not None and self.distill_tokens < 0:
+            raise GPruneError(f"distill_tokens must be 0 (no distillation) or more, got {self.distill_tokens}")
 
     @classmethod
     def load(cls, path: str | Path) -> "BuildConfig":
@@ -64,11 +75,21 @@ class BuildConfig(TypedConfig):
         if not isinstance(data, dict):
             raise GPruneError(f"{path}: a build config is a JSON object")
         data = data.get("config", data)
-        return cls.from_dict(_from_flat(data) if FLAT_KEYS & set(data) else data)
+        data = _from_flat(data) if FLAT_KEYS & set(data) else data
+        if isinstance(data.get("prune"), dict) and data["prune"].get("version", 3) < 3:
+            data = {"distill_tokens": 0, **data}  # builds from before recovery: repeat them without it
+        return cls.from_dict(data)
 
     def recipe(self, profile: TargetProfile) -> PruneRecipe:
         return self.prune.replace(align=profile.align,
                                   sparsity=profile.sparsity if self.sparsity is None else self.sparsity)
+
+    def distill_settings(self, recipe: PruneRecipe) -> DistillConfig | None:
+        """The distillation stage's settings, None when it has no tokens to spend."""
+        tokens = self.distill_tokens
+        if tokens is None:
+            tokens = DEFAULT_DISTILL_TOKENS[pick_device(recipe.device).type]
+        return self.distill.replace(tokens=tokens, device=recipe.device) if tokens else None
 
     def verify_settings(self, profile: TargetProfile) -> VerifySettings:
         threads = self.threads or profile.threads
@@ -121,6 +142,7 @@ class BuildResult:
     target: TargetProfile
     prune: dict  # sparsity achieved, prunable parameters before/after
     artifacts: list[BuiltArtifact]
+    recovery: dict | None = None  # distillation: tokens seen, held-out KL before/after
 
     @property
     def passed(self) -> bool:
@@ -129,7 +151,7 @@ class BuildResult:
     def to_dict(self) -> dict:
         """What build.json holds."""
         return {"config": self.config.to_dict(), "target": self.target.to_dict(), "prune": self.prune,
-                "artifacts": [a.to_dict() for a in self.artifacts], "passed": self.passed}
+                "recovery": self.recovery, "artifacts": [a.to_dict() for a in self.artifacts], "passed": self.passed}
 
 
 def artifact_name(fmt: str, dtype: str) -> str:
@@ -146,8 +168,9 @@ def _dense_dir(model: str, work: Path) -> Path:
 
 
 def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> BuildResult:
-    """Prune -> export pruned and dense -> verify each artifact with the target's gate.
-    OUT gets pruned/, artifacts/, dense-artifacts/, reports/ and build.json, all at once."""
+    """Prune -> distill -> export pruned and dense -> verify each artifact with the target's gate.
+    OUT gets pruned/, recovered/ (when distilled), artifacts/, dense-artifacts/, reports/ and
+    build.json, all at once."""
     profile = load_target(config.target)
     for fmt, dtype in profile.formats:
         check_request(fmt, dtype)
@@ -161,10 +184,17 @@ def _build(config, profile, recipe, settings, out: Path, overwrite: bool) -> Bui
     artifacts = []
     with atomic_dir(out, overwrite) as tmp:
         pruned = prune(recipe, tmp / "pruned", calib_cache=config.calib_cache)
+        model_dir, recovery = tmp / "pruned", None
+        distill = config.distill_settings(recipe)
+        if distill is not None:
+            recovered = recover(model_dir, distill, tmp / "recovered")
+            model_dir = recovered.out
+            recovery = {"tokens": recovered.history.tokens_seen, "heldout_kl_before": recovered.kl_before,
+                        "heldout_kl_after": recovered.kl_after, "seconds": recovered.history.seconds}
         dense_dir = _dense_dir(recipe.model, tmp)
         for fmt, dtype in profile.formats:
             name = artifact_name(fmt, dtype)
-            candidate = export(tmp / "pruned", fmt, dtype, tmp / "artifacts" / name, threads=settings.threads)
+            candidate = export(model_dir, fmt, dtype, tmp / "artifacts" / name, threads=settings.threads)
             baseline = export(dense_dir, fmt, dtype, tmp / "dense-artifacts" / name, threads=settings.threads)
             report = verify(candidate.path, baseline.path, tmp / "reports" / name, settings=settings,
                             thresholds=profile.gate, tokenizer_from=dense_dir)
@@ -173,6 +203,6 @@ def _build(config, profile, recipe, settings, out: Path, overwrite: bool) -> Bui
                 candidate.parity, candidate.fallbacks, str(Path("reports") / name / "report.md"), report.gate))
         result = BuildResult(Path(out), config, profile, {
             "sparsity": pruned.sparsity, "prunable_before": pruned.prunable_before,
-            "prunable_after": pruned.prunable_after}, artifacts)
+            "prunable_after": pruned.prunable_after}, artifacts, recovery)
         (tmp / BUILD_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     return result

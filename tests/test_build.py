@@ -35,6 +35,7 @@ def setup(tmp_path_factory):
     config = BuildConfig.from_dict({
         "target": target, "threads": 1, "calib_cache": str(root / "cache"),
         "prune": {"model": str(root / "tiny"), "calib": [str(text)], "n_samples": 4, "seq_len": 32},
+        "distill_tokens": 256, "distill": {"data": [str(text)], "seq_len": 32, "batch_size": 4, "eval_windows": 2},
         "verify": {"tasks": ["arc_easy"], "limit": 2, "distributions": ["news"], "max_windows": 2, "seq_len": 64,
                    "speed": {"pairs": 1}}})
     (root / "config.json").write_text(json.dumps(config.to_dict()))
@@ -48,7 +49,19 @@ def setup(tmp_path_factory):
 
 def test_a_build_config_of_the_previous_layout_loads_as_the_same_config(setup):
     old, new = BuildConfig.load(setup / "flat.json"), BuildConfig.load(setup / "config.json")
-    assert old == new and old.prune.n_samples == 4 and old.verify.speed.pairs == 1
+    assert old.distill_tokens == 0 and not old.prune.reconstruct  # it had neither stage: it repeats without them
+    same = new.replace(distill_tokens=0, distill=old.distill, prune=new.prune.replace(reconstruct=False))
+    assert old == same and old.prune.n_samples == 4 and old.verify.speed.pairs == 1
+
+
+def test_a_build_json_from_before_recovery_repeats_without_it(setup, tmp_path):
+    data = json.loads((setup / "config.json").read_text())
+    data["prune"]["version"] = 2
+    del data["prune"]["reconstruct"], data["prune"]["reconstruction"], data["distill_tokens"], data["distill"]
+    (tmp_path / "build.json").write_text(json.dumps({"config": data}))
+    old = BuildConfig.load(tmp_path / "build.json")
+    assert old.distill_tokens == 0 and old.prune.reconstruct is False
+    assert BuildConfig(target="phone").distill_tokens is None  # a new build: the machine's default budget
 
 
 def test_build_config_refuses_unknown_keys_in_its_stages(setup):
@@ -74,6 +87,8 @@ def test_build_writes_every_artifact_and_passes_the_gate(setup, tmp_path):
         report = json.loads((out / artifact["report"]).with_suffix(".json").read_text())
         assert report["candidates"][0]["speed"]["ratio"]["decode_tok_s"]["median"] > 0
     assert (out / "pruned" / "recipe.json").is_file()
+    assert json.loads((out / "pruned" / "recipe.json").read_text())["reconstruct"] is True
+    assert summary["recovery"]["tokens"] >= 256 and (out / "recovered" / "recovery.json").is_file()
     assert json.loads((out / "pruned" / "recipe.json").read_text())["align"] == 8  # from the target
 
 

@@ -69,7 +69,7 @@ def test_reconstruct_defaults_follow_the_method_and_old_recipes_repeat_their_run
     v2 = PruneRecipe.from_dict({"version": 2, "sparsity": 0.2, "method": {"name": "gprune"}})
     assert v2.reconstruct is False
     saved = PruneRecipe(method=method_config("gprune")).to_dict()
-    assert saved["version"] == 3 and saved["reconstruct"] is True and saved["reconstruction"]["ridge"] == 0.1
+    assert saved["version"] == 3 and saved["reconstruct"] is True and saved["reconstruction"]["ridge"] == 1.0
     assert PruneRecipe.from_dict(saved) == PruneRecipe(method=method_config("gprune"))
 
 

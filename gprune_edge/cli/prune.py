@@ -62,11 +62,11 @@ def _options_help() -> str:
               help="FLAP bias compensation (option bias_comp) [default: on for gprune and flap, off for wanda-sp].")
 @click.option("--reconstruct/--no-reconstruct", default=None,
               help="After pruning, refit the kept o_proj/down_proj weights and biases by ridge least squares "
-                   "so the pruned model reproduces the dense one on the calibration text (training-free, about "
-                   "a minute for SmolLM2-135M on 2 cores) [default: on for gprune, off for the others].")
+                   "so the pruned model reproduces the dense one on the calibration text (training-free, about two "
+                   "minutes for SmolLM2-135M on 2 cores) [default: on for gprune, off for the others].")
 @click.option("--ridge", type=float, default=None,
               help="Reconstruction ridge, relative to the mean input energy; larger stays closer to the "
-                   "pruned weights [0.1].")
+                   "pruned weights [1.0].")
 @click.option("--no-sensitivity", is_flag=True, help="gprune ablation: ignore distribution sensitivity.")
 @click.option("--modules", "n_modules", type=int, default=None,
               help="gprune: modules per layer (1 = no modules) [4].")

@@ -13,11 +13,11 @@ _DEFAULTS = DistillConfig()
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
 
-def parse_tokens(text: str) -> int:
+def parse_tokens(text: str, option: str = "--tokens") -> int:
     """A token count: 20000, 20k, 1.5M."""
     match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*", text)
     if not match:
-        raise GPruneError(f"--tokens must be a number of tokens such as 20000, 20k or 2M, got {text!r}")
+        raise GPruneError(f"{option} must be a number of tokens such as 20000, 20k or 2M, got {text!r}")
     return round(float(match.group(1)) * _SUFFIX[match.group(2).lower()])
 
 
@@ -28,8 +28,9 @@ def parse_tokens(text: str) -> int:
                    "[default: the model PRUNED_DIR/recipe.json was pruned from].")
 @click.option("--tokens", "-n", default=None,
               help="Token budget: training tokens the student sees (20000, 20k, 2M; rounded up to whole steps). "
-                   "On CPU budgets are tens of thousands of tokens (SmolLM2-135M distills at roughly 10-20 "
-                   "tokens/s on 2 CPU cores with the default batch); millions need a GPU. Required unless --config.")
+                   "On CPU budgets are tens of thousands of tokens (SmolLM2-135M pruned 20% distilled at about "
+                   "70 tokens/s on 2 idle CPU cores with the default batch, BENCHMARKS.md); millions need a GPU. "
+                   "Required unless --config.")
 @click.option("--data", default=None,
               help="Training text, comma-separated: wiki, news, science, code, dialogue, boolq (their calibration "
                    "halves; the evaluation halves stay held out), self (text the teacher generates itself from "

@@ -1,0 +1,139 @@
+"""Recovery tiers on SmolLM2-135M: perplexity ratio to dense per distribution after pruning
+(GPrune), + reconstruction, + distillation from the dense model, at several token counts.
+
+    python bench/recover_curve.py --sparsity 0.2 --tokens 2k,8k,24k --out bench/results/recover_curve.jsonl
+    python bench/recover_curve.py --plot bench/results/recover_curve.jsonl --png bench/results/recover_curve.png
+
+One distillation run is made with the largest budget; the smaller budgets are its state after
+that many tokens (same run, so the learning-rate schedule is the largest budget's: a run
+budgeted for fewer tokens would decay sooner). Every point appends a JSON line: tier, tokens,
+perplexity per distribution and ratio to dense, wall time so far."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+from prune_grid import CALIB, EVAL, perplexity  # bench/ is on sys.path when run as a script
+from transformers import TrainerCallback
+
+from edgecore import textdata
+from edgecore.checkpoint import save_checkpoint
+from edgecore.loading import builtin_hf_dir, load_model
+from gprune.distill import distill_model
+from gprune.distill_config import DistillConfig
+from gprune.methods import method_config
+from gprune.prune import prune_model
+from gprune.recipe import RECIPE_FILE, PruneRecipe
+from gprune_edge.cli.recover import parse_tokens
+
+OOD = [d for d in EVAL if d not in CALIB]
+
+
+class EvaluateAt(TrainerCallback):
+    """Evaluate the student when the run has seen each of `budgets` tokens."""
+
+    def __init__(self, budgets: list[int], tokens_per_step: int, record):
+        self.steps = {-(-b // tokens_per_step): b for b in budgets}
+        self.record = record
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps:
+            model.eval()
+            self.record("+distill", self.steps[state.global_step], model)
+            model.train()
+
+
+def geo_mean(ratio: dict, names) -> float:
+    return math.exp(sum(math.log(ratio[d]) for d in names) / len(names))
+
+
+def plot(path: str, png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in map(json.loads, open(path)) if "ratio" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s in sorted({r["sparsity"] for r in rows}):
+        points = [r for r in rows if r["sparsity"] == s]
+        for names, style, what in ((OOD, "-o", "out of calibration"), (CALIB, "--s", "calibration sources")):
+            kd = [r for r in points if r["tier"] == "+distill"]
+            ax.plot([0] + [r["tokens"] for r in kd],
+                    [geo_mean(r["ratio"], names) for r in points if r["tier"] == "+reconstruct"][:1]
+                    + [geo_mean(r["ratio"], names) for r in kd], style, label=f"{s:.0%}, {what}")
+            for r in points:
+                if r["tier"] == "prune":
+                    ax.plot([0], [geo_mean(r["ratio"], names)], "x", color="gray")
+    ax.set(xlabel="distillation tokens (0: prune + reconstruction; x: prune only)",
+           ylabel="perplexity / dense (geo-mean)", title="GPrune on SmolLM2-135M: recovery against tokens (CPU)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    print(f"wrote {png}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sparsity", type=float, default=0.2)
+    ap.add_argument("--tokens", default="4k,12k,24k", help="token budgets to evaluate at (comma-separated)")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--eval-windows", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out")
+    ap.add_argument("--plot", help="draw this jsonl (to --png) and exit")
+    ap.add_argument("--png", default="bench/results/recover_curve.png")
+    ap.add_argument("--save", help="also write the reconstructed and the distilled model to SAVE-recon / SAVE-kd")
+    args = ap.parse_args()
+    if args.plot:
+        return plot(args.plot, args.png)
+    torch.set_num_threads(args.threads)
+    budgets = sorted(parse_tokens(t) for t in args.tokens.split(","))
+    model, tokenizer = load_model(str(builtin_hf_dir()))
+    evals = {d: textdata.eval_windows(tokenizer, textdata.load_documents(d, "eval"), 256, args.eval_windows, source=d)
+             for d in EVAL}
+    dense = {d: perplexity(model, w) for d, w in evals.items()}
+    started = time.perf_counter()
+    out = open(args.out, "a")
+
+    def record(tier: str, tokens: int, m) -> None:
+        with torch.no_grad():
+            ppl = {d: perplexity(m, w) for d, w in evals.items()}
+        row = {"sparsity": args.sparsity, "tier": tier, "tokens": tokens, "ppl": ppl,
+               "ratio": {d: ppl[d] / dense[d] for d in ppl}, "dense_ppl": dense,
+               "wall_s": round(time.perf_counter() - started, 1)}
+        out.write(json.dumps(row) + "\n")
+        out.flush()
+        print(tier, tokens, {d: round(r, 3) for d, r in row["ratio"].items()}, flush=True)
+
+    recipe = PruneRecipe(model="smollm2-135m", method=method_config("gprune"), sparsity=args.sparsity, align=32,
+                         calib=CALIB, n_samples=16, seq_len=256, reconstruct=False)
+    pruned, _ = prune_model(model, tokenizer, recipe)
+    record("prune", 0, pruned)
+    pruned, plan = prune_model(model, tokenizer, recipe.replace(reconstruct=True))
+    record("+reconstruct", 0, pruned)
+    if args.save:
+        save_checkpoint(pruned, tokenizer, args.save + "-recon", overwrite=True, extra_files={RECIPE_FILE: recipe.replace(
+            reconstruct=True).to_json()})
+    cfg = DistillConfig(tokens=budgets[-1], batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                        save_steps=0, eval_windows=0)
+    callback = EvaluateAt(budgets, args.batch_size * args.seq_len, record)
+    student, history = distill_model(pruned, model, tokenizer, cfg, callbacks=[callback])
+    if args.save:
+        save_checkpoint(student, tokenizer, args.save + "-kd", overwrite=True, extra_files={RECIPE_FILE: recipe.replace(
+            reconstruct=True).to_json(), "distill.json": json.dumps(cfg.to_dict(), indent=2)})
+    out.write(json.dumps({"sparsity": args.sparsity, "tier": "distill-run", "tokens": history.tokens_seen,
+                          "seconds_with_evaluations": history.seconds,
+                          "loss_history": history.loss_history}) + "\n")
+    out.close()
+
+
+if __name__ == "__main__":
+    main()
