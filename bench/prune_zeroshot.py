@@ -2,6 +2,7 @@
 
     python bench/prune_zeroshot.py --out bench/results/prune_zeroshot.jsonl --limit 100
     python bench/prune_zeroshot.py --out bench/results/prune_zeroshot.jsonl --table
+    python bench/prune_zeroshot.py --out bench/results/recover_zeroshot.jsonl --limit 50 --saved "gprune +recon +kd24k=runs/g20-kd@0.2"
 
 Models are pruned in memory exactly as prune_grid's main runs (align 32, seed 0, calib wiki,news,code,
 16 x 256-token windows per source, read from the calibration cache) and scored with the project's
@@ -51,13 +52,18 @@ def run(args) -> None:
     done = {(r["method"], r["sparsity"]) for r in read_rows(args.out)}
     todo = [("dense", 0.0)] * ("dense" in args.methods) + [(m, s) for s in args.sparsities for m in args.methods
                                                            if m != "dense"]
+    saved = dict(spec.split("=", 1) for spec in args.saved)  # label -> DIR@SPARSITY (a model saved elsewhere)
+    todo += [(label, float(spec.rsplit("@", 1)[1])) for label, spec in saved.items()]
     with open(args.out, "a") as f:
         for method, sparsity in todo:
             if (method, sparsity) in done:
                 continue
             t = time.perf_counter()
             pruned, achieved = model, 0.0
-            if method != "dense":
+            if method in saved:
+                pruned = load_model(saved[method].rsplit("@", 1)[0])[0]
+                achieved = round(1 - prunable_params(pruned.config) / prunable_params(model.config), 4)
+            elif method != "dense":
                 name, options, reconstruct = VARIANTS.get(method, (method, {}, False))
                 recipe = PruneRecipe(model="smollm2-135m", method=method_config(name, options), sparsity=sparsity,
                                      align=32, seed=0, calib=CALIB, n_samples=16, seq_len=256, reconstruct=reconstruct)
@@ -103,6 +109,7 @@ def main():
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated; 'dense' = the unpruned model")
     ap.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--saved", action="append", default=[], help="LABEL=DIR@SPARSITY: also score a saved model")
     ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     args = ap.parse_args()
     if args.table:
