@@ -5,9 +5,9 @@ runs, verify each pruned artifact against the dense one on the same runtime, and
 result on the target's budgets.
 
 A build is described by a `BuildConfig`, which composes the configs of the stages it runs
-(the prune recipe, the distillation settings and the verify settings) instead of restating them; the target fills in
-what it decides (alignment, default sparsity, threads). build.json holds the config, so
-`gprune-edge build --config OUT/build.json` repeats the build."""
+(the prune recipe, the distillation settings and the verify settings) instead of restating
+them; the target fills in what it decides (alignment, default sparsity, threads). build.json
+holds the config, so `gprune-edge build --config OUT/build.json` repeats the build."""
 
 from __future__ import annotations
 
