@@ -83,13 +83,16 @@ def _check_parent_writable(out: Path) -> None:
         raise GPruneError(f"cannot write {out}: {ancestor} is not writable ({e.strerror})") from None
 
 
-def check_writable(out: str | Path, overwrite: bool, inputs=()) -> Path:
-    """`out` as an absolute path, after checking it may be written (see the module docstring)."""
+def check_writable(out: str | Path, overwrite: bool, inputs=(), resume: bool = False) -> Path:
+    """`out` as an absolute path, after checking it may be written (see the module docstring).
+    `resume`: an existing output directory of ours is continued rather than replaced."""
     if os.path.basename(os.path.normpath(str(out))) in ("", ".", ".."):
         raise GPruneError(f"{out!s} cannot be an output (it names a folder in use): give a new file or folder name")
     out = _absolute(out)
     if os.path.lexists(out):
-        if not overwrite:
+        if resume and not overwrite and out.is_dir() and _is_our_output(out):
+            pass
+        elif not overwrite:
             raise GPruneError(f"{out} already exists (pass --overwrite to replace it)")
         for source in inputs:
             if source is not None and Path(source).expanduser().exists() and _holds(out, Path(source).expanduser()):
@@ -151,10 +154,10 @@ def _output_lock(out: Path):
 
 
 @contextlib.contextmanager
-def claim_output(out: str | Path, overwrite: bool = False, inputs=()):
+def claim_output(out: str | Path, overwrite: bool = False, inputs=(), resume: bool = False):
     """Check `out` (see check_writable), lock it and clear dead runs' temporaries; yields its
     absolute path. Hold it around a whole command, so a clash fails before the slow work."""
-    out = check_writable(out, overwrite, inputs)
+    out = check_writable(out, overwrite, inputs, resume)
     with _output_lock(out):
         _remove_stale_temporaries(out)
         yield out

@@ -1,131 +1,100 @@
-"""`build`: everything for one device target in one call. Prune the model (with
-reconstruction, as the gprune recipe does by default), distill it from the dense model when
-there is a token budget, export the pruned and the dense model to every artifact the target
-runs, verify each pruned artifact against the dense one on the same runtime, and gate the
-result on the target's budgets.
+"""`build`: everything for one device target in one call.
 
-A build is described by a `BuildConfig`, which composes the configs of the stages it runs
-(the prune recipe, the distillation settings and the verify settings) instead of restating
-them; the target fills in what it decides (alignment, default sparsity, threads). build.json
-holds the config, so `gprune-edge build --config OUT/build.json` repeats the build."""
+Without budgets: prune at the target's sparsity (with reconstruction, as the gprune recipe
+does by default), distill from the dense model when there is a token budget, export the
+pruned and the dense model to every artifact the target runs, verify each pruned artifact
+against the dense one on the same runtime, and gate on the target's thresholds.
+
+With budgets (`Budgets`: size, decode speedup, memory, perplexity ratio): search sparsities
+x the target's artifact types, the dense model quantized included, for the most accurate
+artifact within every budget. Predictions skip what cannot fit; the rest is measured on the
+quick tier (`BuildConfig.search`) against the reference, the dense model at the target's
+default type; the winner is verified on the full tier and gated on the budgets. When the
+dense model quantized wins, the build says so and ships it.
+
+Every stage is kept in the run folder as it completes (gprune_edge.run_folder), so the same
+command continues an interrupted build; build.json and the report are written last."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 from edgecore.checkpoint import save_checkpoint
 from edgecore.devices import pick_device
 from edgecore.errors import GPruneError
-from edgecore.loading import load_model, resolve
-from edgecore.outputs import atomic_dir, claim_output
-from edgecore.typed_config import TypedConfig, read_json
-from exporters import check_request
+from edgecore.loading import load_config, load_model, resolve
+from edgecore.outputs import claim_output, write_atomic
+from edgecore.params import prunable_params
 from gprune.distill import recover
-from gprune.distill_config import DistillConfig
 from gprune.prune import prune
-from gprune.recipe import PruneRecipe
+from gprune_edge.budgets import MB, predicted_misses, predicted_size
+from gprune_edge.build_config import (  # noqa: F401  (the build's public names live here too)
+    BUILD_DISTRIBUTIONS, BUILD_TASKS, DEFAULT_DISTILL_TOKENS, BuildConfig, default_verify_settings)
 from gprune_edge.export import export
+from gprune_edge.run_folder import RunFolder, log, remove_path, stage_key
 from gprune_edge.targets import TargetProfile, load_target
-from runtime_checks.report_schema import GateResult
-from runtime_checks.settings import VerifySettings
+from runtime_checks.report_schema import GateResult, Report
 from runtime_checks.verify import verify
 
 BUILD_FILE = "build.json"
-BUILD_TASKS = ("arc_easy", "piqa", "hellaswag", "lambada")  # above chance at 135M (BENCHMARKS.md)
-BUILD_DISTRIBUTIONS = ("wiki", "news", "science", "code")
-# Distillation tokens a build spends unless told: what the machine does in a few minutes
-# (SmolLM2-135M distils at about 70 tokens/s on 2 CPU cores: 8k tokens in 2 minutes; BENCHMARKS.md).
-DEFAULT_DISTILL_TOKENS = {"cpu": 8_000, "cuda": 2_000_000}
+FINAL_FILES = (BUILD_FILE, "report.md", "report.html", "frontier.png")  # written last, removed first
 
 
-def default_verify_settings() -> VerifySettings:
-    """What a build measures unless told otherwise: fewer windows than `verify` for time."""
-    return VerifySettings(tasks=BUILD_TASKS, distributions=BUILD_DISTRIBUTIONS, limit=100, max_windows=8)
+def model_label(sparsity: float) -> str:
+    return "dense" if sparsity == 0 else f"pruned{round(sparsity * 100):02d}"
+
+
+def artifact_name(label: str, fmt: str, dtype: str) -> str:
+    return f"{label}-{dtype}.gguf" if fmt == "gguf" else f"{label}-onnx-{dtype}"
 
 
 @dataclass
-class BuildConfig(TypedConfig):
-    """One build. `prune` and `verify` are the stages' own configs; `sparsity` and `threads`
-    default to the target's (None), and the target's alignment replaces `prune.align`."""
-    target: str  # built-in target name or a profile .json
-    sparsity: float | None = None
-    threads: int | None = None
-    prune: PruneRecipe = field(default_factory=PruneRecipe)
-    distill_tokens: int | None = None  # distillation after pruning; None: the machine's default, 0: none
-    distill: DistillConfig = field(default_factory=DistillConfig)  # its `tokens` is replaced by distill_tokens
-    verify: VerifySettings = field(default_factory=default_verify_settings)
-    calib_cache: str | None = None  # where calibration statistics are cached (not a setting of the result)
-    what: ClassVar[str] = "build config"
+class Candidate:
+    """One model x artifact type the build made or considered, with what was measured.
+    Ratios are to the build's baseline: the dense model of the same type (no budgets) or
+    the reference (budget build)."""
+    sparsity: float
+    format: str
+    dtype: str
+    artifact: str | None = None  # relative to the build folder; None: not built
+    size_bytes: int | None = None  # measured, or predicted when not built
+    perplexity_ratio: float | None = None  # geometric mean over distributions
+    max_perplexity_ratio: float | None = None  # the worst distribution's
+    decode_speedup: dict | None = None  # median, low, high (confidence interval), pairs
+    peak_memory_mb: float | None = None
+    accuracy_delta: float | None = None  # mean zero-shot accuracy change (full tier only)
+    verdict: str = ""  # "meets budgets", "misses: ...", "skipped: ...", or the gate's verdict
+    report: str | None = None  # the verification report (relative)
 
-    def validate(self) -> None:
-        if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
-            raise GPruneError(f"sparsity must be in [0, 1), got {self.sparsity}")
-        if self.threads is not None and self.threads < 1:
-            raise GPruneError(f"threads must be at least 1, got {self.threads}")
-        if self.distill_tokens is not None and self.distill_tokens < 0:
-            raise GPruneError(f"distill_tokens must be 0 (no distillation) or more, got {self.distill_tokens}")
+    @property
+    def label(self) -> str:
+        return artifact_name(model_label(self.sparsity), self.format, self.dtype)
+
+    @property
+    def measured(self) -> bool:
+        return self.perplexity_ratio is not None
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, **asdict(self)}
 
     @classmethod
-    def load(cls, path: str | Path) -> "BuildConfig":
-        """From a build config JSON, or from a build's build.json (its "config")."""
-        data = read_json(path, "build config")
-        if not isinstance(data, dict):
-            raise GPruneError(f"{path}: a build config is a JSON object")
-        data = data.get("config", data)
-        data = _from_flat(data) if FLAT_KEYS & set(data) else data
-        if isinstance(data.get("prune"), dict) and data["prune"].get("version", 3) < 3:
-            data = {"distill_tokens": 0, **data}  # builds from before recovery: repeat them without it
-        return cls.from_dict(data)
-
-    def recipe(self, profile: TargetProfile) -> PruneRecipe:
-        return self.prune.replace(align=profile.align,
-                                  sparsity=profile.sparsity if self.sparsity is None else self.sparsity)
-
-    def distill_settings(self, recipe: PruneRecipe) -> DistillConfig | None:
-        """The distillation stage's settings, None when it has no tokens to spend."""
-        tokens = self.distill_tokens
-        if tokens is None:
-            tokens = DEFAULT_DISTILL_TOKENS[pick_device(recipe.device).type]
-        return self.distill.replace(tokens=tokens, device=recipe.device) if tokens else None
-
-    def verify_settings(self, profile: TargetProfile) -> VerifySettings:
-        threads = self.threads or profile.threads
-        speed = self.verify.speed and self.verify.speed.replace(threads=threads)
-        return self.verify.replace(threads=threads, speed=speed)
-
-
-# The first build.json layout was flat, with renamed copies of the stages' fields.
-FLAT_KEYS = {"model", "method", "calib", "n_samples", "calib_seq_len", "prune_options", "tasks", "distributions",
-             "limit", "windows", "eval_seq_len", "pairs"}
-
-
-def _from_flat(data: dict) -> dict:
-    data = dict(data)
-    options = dict(data.pop("prune_options", None) or {})
-    calib_cache = options.pop("calib_cache", None)
-    prune_fields = {"model": "model", "calib": "calib", "n_samples": "n_samples", "calib_seq_len": "seq_len"}
-    verify_fields = {"tasks": "tasks", "distributions": "distributions", "limit": "limit", "windows": "max_windows",
-                     "eval_seq_len": "seq_len"}
-    recipe = {new: data.pop(old) for old, new in prune_fields.items() if old in data}
-    recipe["method"] = {"name": data.pop("method", "gprune"), **options}
-    verify_settings = {new: data.pop(old) for old, new in verify_fields.items() if old in data}
-    default = default_verify_settings().to_dict()
-    speed = {**default["speed"], **({"pairs": data.pop("pairs")} if "pairs" in data else {})}
-    return {**data, "calib_cache": calib_cache, "prune": {"version": 2, **recipe},
-            "verify": {**default, **verify_settings, "speed": speed}}
+    def from_dict(cls, data: dict) -> "Candidate":
+        return cls(**{k: v for k, v in data.items() if k != "label"})
 
 
 @dataclass
 class BuiltArtifact:
-    """One artifact of a build, as build.json lists it (paths relative to the build folder)."""
+    """An artifact the build ships, verified on the full tier and gated."""
     artifact: str
     format: str
     dtype: str
+    sparsity: float
     size_bytes: int
-    dense_size_bytes: int
+    baseline: str  # the artifact it was measured against (relative)
+    baseline_size_bytes: int
     export_parity: dict
     fallbacks: list[str]
     report: str
@@ -140,69 +109,269 @@ class BuildResult:
     out: Path
     config: BuildConfig
     target: TargetProfile
-    prune: dict  # sparsity achieved, prunable parameters before/after
-    artifacts: list[BuiltArtifact]
-    recovery: dict | None = None  # distillation: tokens seen, held-out KL before/after
+    artifacts: list[BuiltArtifact]  # what the build ships
+    candidates: list[Candidate]  # everything made or considered (the frontier)
+    prune: dict = field(default_factory=dict)  # per pruned model: sparsity achieved, prunable parameters
+    recovery: dict = field(default_factory=dict)  # per distilled model: tokens, held-out KL before/after
+    note: str = ""  # the build's conclusion in a sentence (e.g. that the dense model quantized wins)
+
+    @property
+    def verdict(self) -> str:
+        """"pass", "fail" or "undecided" (a speed figure the machine was too noisy to settle)."""
+        verdicts = {a.gate.verdict for a in self.artifacts}
+        return "fail" if "fail" in verdicts else "undecided" if "undecided" in verdicts else "pass"
 
     @property
     def passed(self) -> bool:
-        return all(a.gate.passed for a in self.artifacts)
+        return self.verdict == "pass"
 
     def to_dict(self) -> dict:
         """What build.json holds."""
-        return {"config": self.config.to_dict(), "target": self.target.to_dict(), "prune": self.prune,
-                "recovery": self.recovery, "artifacts": [a.to_dict() for a in self.artifacts], "passed": self.passed}
-
-
-def artifact_name(fmt: str, dtype: str) -> str:
-    return f"model-{dtype}.gguf" if fmt == "gguf" else f"onnx-{dtype}"
-
-
-def _dense_dir(model: str, work: Path) -> Path:
-    """A safetensors directory of the dense model (exporters read directories)."""
-    source = resolve(model)
-    if isinstance(source, Path) and source.is_dir():
-        return source
-    dense, tokenizer = load_model(model)
-    return save_checkpoint(dense, tokenizer, work / "dense")
+        return {"config": self.config.to_dict(), "target": self.target.to_dict(), "verdict": self.verdict,
+                "passed": self.passed, "note": self.note, "artifacts": [a.to_dict() for a in self.artifacts],
+                "candidates": [c.to_dict() for c in self.candidates], "prune": self.prune,
+                "recovery": self.recovery}
 
 
 def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> BuildResult:
-    """Prune -> distill -> export pruned and dense -> verify each artifact with the target's gate.
-    OUT gets pruned/, recovered/ (when distilled), artifacts/, dense-artifacts/, reports/ and
-    build.json, all at once."""
+    """Run the build into the folder `out`: models/, artifacts/, checks/ (the search's quick
+    measurements), reports/ (full verification of what ships), stages.json, and, last,
+    build.json and report.md/.html with frontier.png. An interrupted build in `out` continues;
+    `overwrite` starts over."""
     profile = load_target(config.target)
-    for fmt, dtype in profile.formats:
-        check_request(fmt, dtype)
-    recipe, settings = config.recipe(profile), config.verify_settings(profile)
+    recipe = config.recipe(profile)
     pick_device(recipe.device)
-    with claim_output(out, overwrite, inputs=[recipe.model, config.target]) as out:
-        return _build(config, profile, recipe, settings, out, overwrite)
+    identity = {"build": recipe.model, "target": profile.name}
+    with claim_output(out, overwrite, inputs=[recipe.model, config.target], resume=True) as out:
+        if overwrite:
+            remove_path(out)
+        folder = RunFolder(out, identity)
+        for name in FINAL_FILES:  # the old conclusion no longer describes the folder
+            remove_path(out / name)
+        run = _Build(folder, config, profile)
+        result = run.search() if config.budgets.given else run.fixed()
+        folder.drop_unused()
+        from gprune_edge.build_report import write_build_report
 
-
-def _build(config, profile, recipe, settings, out: Path, overwrite: bool) -> BuildResult:
-    artifacts = []
-    with atomic_dir(out, overwrite) as tmp:
-        pruned = prune(recipe, tmp / "pruned", calib_cache=config.calib_cache)
-        model_dir, recovery = tmp / "pruned", None
-        distill = config.distill_settings(recipe)
-        if distill is not None:
-            recovered = recover(model_dir, distill, tmp / "recovered")
-            model_dir = recovered.out
-            recovery = {"tokens": recovered.history.tokens_seen, "heldout_kl_before": recovered.kl_before,
-                        "heldout_kl_after": recovered.kl_after, "seconds": recovered.history.seconds}
-        dense_dir = _dense_dir(recipe.model, tmp)
-        for fmt, dtype in profile.formats:
-            name = artifact_name(fmt, dtype)
-            candidate = export(model_dir, fmt, dtype, tmp / "artifacts" / name, threads=settings.threads)
-            baseline = export(dense_dir, fmt, dtype, tmp / "dense-artifacts" / name, threads=settings.threads)
-            report = verify(candidate.path, baseline.path, tmp / "reports" / name, settings=settings,
-                            thresholds=profile.gate, tokenizer_from=dense_dir)
-            artifacts.append(BuiltArtifact(
-                str(Path("artifacts") / name), fmt, dtype, candidate.size_bytes, baseline.size_bytes,
-                candidate.parity, candidate.fallbacks, str(Path("reports") / name / "report.md"), report.gate))
-        result = BuildResult(Path(out), config, profile, {
-            "sparsity": pruned.sparsity, "prunable_before": pruned.prunable_before,
-            "prunable_after": pruned.prunable_after}, artifacts, recovery)
-        (tmp / BUILD_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        write_build_report(result)
+        write_atomic(out / BUILD_FILE, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     return result
+
+
+class _Build:
+    """The stages of one build, each kept in the run folder."""
+
+    def __init__(self, folder: RunFolder, config: BuildConfig, profile: TargetProfile):
+        self.folder, self.out, self.config, self.profile = folder, folder.root, config, profile
+        self.recipe = config.recipe(profile)
+        self.threads = config.threads_for(profile)
+        self.prune_info, self.recovery_info, self.export_info = {}, {}, {}
+
+    # models ---------------------------------------------------------------------------
+    def _dense(self) -> tuple[Path, str]:
+        """A safetensors directory of the dense model (exporters read directories)."""
+        source = resolve(self.recipe.model)
+        key = stage_key("dense", self.recipe.model)
+        if isinstance(source, Path) and source.is_dir():
+            return source, key
+
+        def save(path, resume):
+            model, tokenizer = load_model(self.recipe.model, trust_remote_code=self.recipe.trust_remote_code)
+            save_checkpoint(model, tokenizer, path)
+            return {}
+        self.folder.run("save dense", "models/dense", key, save)
+        return self.out / "models" / "dense", key
+
+    def model(self, sparsity: float) -> tuple[Path, str]:
+        """The model directory at `sparsity` (pruned, then distilled when there are tokens) and its key."""
+        if sparsity == 0:
+            return self._dense()
+        label = model_label(sparsity)
+        recipe = self.recipe.replace(sparsity=sparsity)
+        key = stage_key("prune", recipe.to_dict())
+
+        def make_pruned(path, resume):
+            result = prune(recipe, path, calib_cache=self.config.calib_cache)
+            return {"sparsity": result.sparsity, "prunable_before": result.prunable_before,
+                    "prunable_after": result.prunable_after}
+        self.prune_info[label] = self.folder.run(f"prune {label}", f"models/{label}", key, make_pruned)
+        model_dir = self.out / "models" / label
+        distill = self.config.distill_settings(recipe)
+        if distill is None:
+            return model_dir, key
+        key = stage_key("distill", key, distill.to_dict())
+
+        def make_recovered(path, resume):
+            if not resume:
+                remove_path(path.with_name(path.name + ".partial"))
+            done = recover(model_dir, distill, path, resume=resume)
+            return {"tokens": done.history.tokens_seen, "heldout_kl_before": done.kl_before,
+                    "heldout_kl_after": done.kl_after, "seconds": done.history.seconds}
+        self.recovery_info[label] = self.folder.run(f"distill {label}", f"models/{label}-distilled", key,
+                                                    make_recovered)
+        return self.out / "models" / f"{label}-distilled", key
+
+    # artifacts and checks -------------------------------------------------------------
+    def artifact(self, candidate: Candidate) -> str:
+        """Export the candidate's model to its artifact (kept); fills size, returns the stage key."""
+        model_dir, model_key = self.model(candidate.sparsity)
+        rel = f"artifacts/{candidate.label}"
+        key = stage_key("export", model_key, candidate.format, candidate.dtype)
+
+        def make(path, resume):
+            done = export(model_dir, candidate.format, candidate.dtype, path, threads=self.threads)
+            return {"size_bytes": done.size_bytes, "parity": done.parity, "fallbacks": done.fallbacks}
+        info = self.folder.run(f"export {candidate.label}", rel, key, make)
+        candidate.artifact, candidate.size_bytes = rel, info["size_bytes"]
+        self.export_info[candidate.label] = info
+        return key
+
+    def check(self, candidate: Candidate, baseline: Candidate, settings, thresholds: dict, where: str) -> Report:
+        """Verify the candidate against the baseline artifact; fills the candidate's figures."""
+        key = stage_key("verify", self.artifact(candidate), self.artifact(baseline), settings.to_dict(), thresholds)
+        rel = f"{where}/{candidate.label}"
+        dense_dir, _ = self._dense()
+
+        def make(path, resume):
+            verify(self.out / candidate.artifact, self.out / baseline.artifact, path, settings=settings,
+                   thresholds=thresholds, tokenizer_from=dense_dir)
+            return {}
+        self.folder.run(f"verify {candidate.label} ({where})", rel, key, make)
+        report = Report.from_dict(json.loads((self.out / rel / "report.json").read_text()))
+        _fill(candidate, report)
+        candidate.report = f"{rel}/report.md"
+        return report
+
+    # the two kinds of build -----------------------------------------------------------
+    def fixed(self) -> BuildResult:
+        """The target's artifacts at one sparsity, each against the dense model of its type."""
+        shipped, candidates = [], []
+        settings = self.config.verify_settings(self.profile)
+        for fmt, dtype in self.profile.formats:
+            pruned, dense = Candidate(self.recipe.sparsity, fmt, dtype), Candidate(0.0, fmt, dtype)
+            report = self.check(pruned, dense, settings, self.profile.gate, "reports")
+            pruned.verdict = report.gate.verdict
+            dense.perplexity_ratio = dense.max_perplexity_ratio = 1.0
+            dense.verdict = "baseline"
+            candidates += [dense, pruned]
+            shipped.append(self._shipped(pruned, dense, report))
+        return self._result(shipped, candidates, "")
+
+    def search(self) -> BuildResult:
+        budgets = self.config.budgets
+        types = [tuple(t.split(":", 1)) for t in self.profile.search_types]
+        sparsities = sorted({0.0, *self.profile.search_sparsities}) if self.config.sparsity is None \
+            else [self.config.sparsity]
+        reference = Candidate(0.0, *types[0])
+        self.artifact(reference)
+        dense = {t: Candidate(0.0, *t) for t in types}
+        dense[types[0]] = reference
+        for c in dense.values():
+            self.artifact(c)
+        candidates = self._predict(sparsities, types, dense, reference)
+        viable = [c for c in candidates if not c.verdict]
+        if not viable:
+            raise GPruneError(_unreachable(budgets, candidates, self.config.sparsity))
+        settings, thresholds = self.config.search_settings(self.profile), budgets.gate()
+        best, given_up = None, set()
+        for c in viable:
+            if (c.format, c.dtype) in given_up:
+                c.verdict = "skipped: less sparse models of this type already scored worse"
+                continue
+            self.artifact(c)
+            size_miss = budgets.max_size_mb is not None and c.size_bytes / MB > budgets.max_size_mb
+            report = self.check(c, reference, _reference_settings(settings, c is reference), thresholds, "checks")
+            misses = ([f"size {c.size_bytes / MB:.1f} MB"] if size_miss else []) + report.gate.failures + \
+                report.gate.undecided
+            c.verdict = "misses: " + "; ".join(misses) if misses else "meets budgets"
+            too_far = budgets.max_perplexity_ratio is not None and c.max_perplexity_ratio > budgets.max_perplexity_ratio
+            if too_far or (best is not None and c.perplexity_ratio >= best.perplexity_ratio):
+                given_up.add((c.format, c.dtype))  # more sparsity only adds error at this type
+            if not misses and (best is None or c.perplexity_ratio < best.perplexity_ratio):
+                best = c
+        if best is None:
+            raise GPruneError(_closest(budgets, candidates))
+        measured = {k: getattr(best, k) for k in ("perplexity_ratio", "max_perplexity_ratio", "decode_speedup")}
+        report = self.check(best, reference, _reference_settings(self.config.verify_settings(self.profile),
+                                                                 best is reference), thresholds, "reports")
+        for name, value in measured.items():  # the frontier compares candidates on one tier: the quick one
+            setattr(best, name, value)
+        best.verdict = "chosen: " + report.gate.verdict
+        note = (f"the dense model as {best.dtype} wins: no pruned candidate was more accurate within "
+                f"{budgets.describe()}" if best.sparsity == 0 else
+                f"pruned {best.sparsity:.0%} as {best.dtype} is the most accurate within {budgets.describe()}")
+        return self._result([self._shipped(best, reference, report)], candidates, note)
+
+    # helpers --------------------------------------------------------------------------
+    def _predict(self, sparsities, types, dense: dict, reference: Candidate) -> list[Candidate]:
+        """Every candidate, in the order the search measures them, with a verdict when a prediction
+        (or the dense artifact's exact size) rules it out."""
+        config = load_config(self.recipe.model, self.recipe.trust_remote_code)
+        prunable = prunable_params(config)
+        embeddings = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
+        candidates = []
+        for sparsity in sparsities:
+            for t in types:
+                c = dense[t] if sparsity == 0 else Candidate(sparsity, *t, size_bytes=predicted_size(
+                    dense[t].size_bytes, sparsity, prunable, prunable + embeddings))
+                miss = predicted_misses(self.config.budgets, c.size_bytes, reference.size_bytes)
+                if miss:
+                    c.verdict = f"skipped: {miss}" + (" (predicted)" if sparsity else "")
+                candidates.append(c)
+        return candidates
+
+    def _shipped(self, c: Candidate, baseline: Candidate, report: Report) -> BuiltArtifact:
+        info = self.export_info[c.label]
+        return BuiltArtifact(c.artifact, c.format, c.dtype, c.sparsity, c.size_bytes, baseline.artifact,
+                             baseline.size_bytes, info["parity"], info["fallbacks"], c.report, report.gate)
+
+    def _result(self, shipped, candidates, note) -> BuildResult:
+        return BuildResult(self.out, self.config, self.profile, shipped, candidates, self.prune_info,
+                           self.recovery_info, note)
+
+
+def _reference_settings(settings, is_reference: bool):
+    """The reference against itself: its ratios are 1 by definition, so no timing pairs."""
+    return settings.replace(speed=None) if is_reference else settings
+
+
+def _fill(c: Candidate, report: Report) -> None:
+    run = report.candidates[0]
+    ratios = [p.ratio for p in run.comparison.perplexity.values()]
+    c.perplexity_ratio = math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None
+    c.max_perplexity_ratio = run.comparison.max_perplexity_ratio
+    decode = run.speed.ratio["decode_tok_s"] if run.speed else None
+    c.decode_speedup = decode and {"median": decode.median, "low": decode.low, "high": decode.high,
+                                   "pairs": len(decode.pairs)}
+    if run.speed is None and report.artifact == report.baseline:
+        c.decode_speedup = {"median": 1.0, "low": 1.0, "high": 1.0, "pairs": 0}
+    c.peak_memory_mb = run.memory.peak_rss_mb if run.memory else None
+    c.accuracy_delta = run.comparison.mean_accuracy.delta
+
+
+def _unreachable(budgets, candidates, sparsity) -> str:
+    smallest = min(candidates, key=lambda c: c.size_bytes)
+    where = f"at sparsity {sparsity:g} (drop --sparsity to let the build search)" if sparsity is not None else \
+        "among the target's candidates"
+    return (f"no artifact can meet {budgets.describe()} {where}: the smallest is about "
+            f"{smallest.size_bytes / MB:.1f} MB ({smallest.label}), its decode bound about "
+            f"{candidates[0].size_bytes / smallest.size_bytes:.2f}x")
+
+
+def _closest(budgets, candidates) -> str:
+    measured = [c for c in candidates if c.measured]
+    parts = []
+    if budgets.max_perplexity_ratio is not None:
+        c = min(measured, key=lambda c: c.max_perplexity_ratio)
+        parts.append(f"perplexity ratio {c.max_perplexity_ratio:.2f} ({c.label})")
+    if budgets.min_decode_speedup is not None and any(c.decode_speedup for c in measured):
+        c = max((c for c in measured if c.decode_speedup), key=lambda c: c.decode_speedup["low"] or 0)
+        parts.append(f"decode {c.decode_speedup['median']:.2f}x, at least {c.decode_speedup['low']:.2f}x ({c.label})")
+    if budgets.max_memory_mb is not None and any(c.peak_memory_mb for c in measured):
+        c = min((c for c in measured if c.peak_memory_mb), key=lambda c: c.peak_memory_mb)
+        parts.append(f"memory {c.peak_memory_mb:.0f} MB ({c.label})")
+    if budgets.max_size_mb is not None:
+        c = min(measured, key=lambda c: c.size_bytes)
+        parts.append(f"size {c.size_bytes / MB:.1f} MB ({c.label})")
+    return (f"no candidate meets {budgets.describe()}; closest measured: {', '.join(parts)}; "
+            f"every candidate is in checks/ and stages.json")

@@ -11,6 +11,7 @@ from gprune_edge.cli.export import export
 from gprune_edge.cli.info import info
 from gprune_edge.cli.prune import prune
 from gprune_edge.cli.recover import recover
+from gprune_edge.cli.targets import targets
 from gprune_edge.cli.verify import verify
 
 
@@ -38,7 +39,7 @@ def cli():
     Hugging Face directory, a .gguf file, or a hub id."""
 
 
-for command in (build, export, info, prune, recover, verify):
+for command in (build, export, info, prune, recover, targets, verify):
     cli.add_command(command)
 
 

@@ -1,7 +1,8 @@
 """Device target profiles: what a target runs (artifact formats and quant types), the
 width alignment its kernels want, the threads and context it has, the default pruning
-strength, and the budgets a build must meet (runtime_checks gate thresholds). One JSON
-file per target in this folder; a path to any JSON file of the same shape works too."""
+strength, the budgets a build must meet (runtime_checks gate thresholds), and what a
+budget-driven build may choose among (`search`: artifact types, `search_sparsities`). One
+JSON file per target in this folder; a path to any JSON file of the same shape works too."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import ClassVar
 
 from edgecore.errors import GPruneError
 from edgecore.typed_config import TypedConfig, read_json
+from exporters import check_request
 from runtime_checks.gate import check_thresholds
 
 HERE = Path(__file__).parent
+DEFAULT_SEARCH_SPARSITIES = (0.0, 0.1, 0.2, 0.35, 0.5)
+OPTIONAL = ("gate", "search", "search_sparsities")
 
 
 @dataclass
@@ -26,6 +30,10 @@ class TargetProfile(TypedConfig):
     context_length: int
     sparsity: float  # default pruning strength for this target
     gate: dict = field(default_factory=dict)  # runtime_checks gate thresholds, checked on load (gate.check_thresholds)
+    # A budget build (--max-size, ...) chooses one artifact among these types (empty: `artifacts`) of
+    # one format at these sparsities (0: the dense model quantized); the first artifact is the reference.
+    search: list[str] = field(default_factory=list)
+    search_sparsities: list[float] = field(default_factory=lambda: list(DEFAULT_SEARCH_SPARSITIES))
     what: ClassVar[str] = "target profile"
 
     def validate(self) -> None:
@@ -34,14 +42,27 @@ class TargetProfile(TypedConfig):
                               'give at least one, e.g. "artifacts": ["gguf:q8_0"]')
         if self.align < 1 or self.threads < 1 or self.context_length < 1 or not 0.0 <= self.sparsity < 1.0:
             raise GPruneError("target profile needs align, threads and context_length >= 1 and sparsity in [0, 1)")
-        for artifact in self.artifacts:
+        for artifact in [*self.artifacts, *self.search]:
             if ":" not in artifact:
                 raise GPruneError(f"target artifact {artifact!r} is not FORMAT:DTYPE")
+            check_request(*artifact.split(":", 1))
+        if len({a.split(":")[0] for a in self.search_types}) > 1:
+            raise GPruneError(f"target {self.name}: search lists more than one format ({', '.join(self.search)}); "
+                              "a budget build chooses among the types of one runtime")
+        if not self.search_sparsities or any(not 0.0 <= s < 1.0 for s in self.search_sparsities):
+            raise GPruneError(f"target {self.name}: search_sparsities must be values in [0, 1), "
+                              f"got {self.search_sparsities}")
         self.gate = check_thresholds(self.gate, f"target {self.name} gate")
 
     @property
     def formats(self) -> list[tuple[str, str]]:
         return [tuple(a.split(":", 1)) for a in self.artifacts]
+
+    @property
+    def search_types(self) -> list[str]:
+        """The artifact types a budget build chooses among, the reference (first artifact) first."""
+        types = self.search or [a for a in self.artifacts if a.split(":")[0] == self.artifacts[0].split(":")[0]]
+        return [self.artifacts[0], *(t for t in types if t != self.artifacts[0])]
 
 
 def target_names() -> list[str]:
@@ -55,7 +76,7 @@ def load_target(name_or_path: str) -> TargetProfile:
         if not path.exists():
             raise GPruneError(f"unknown target {name_or_path!r}; built-in targets: {', '.join(target_names())}")
     data = read_json(path, "target profile")
-    required = {f for f in TargetProfile.field_names() if f != "gate"}
+    required = set(TargetProfile.field_names()) - set(OPTIONAL)
     if isinstance(data, dict) and required - set(data):
         raise GPruneError(f"{path}: target profile lacks {', '.join(sorted(required - set(data)))}; "
                           f"its keys are {', '.join(TargetProfile.field_names())}")

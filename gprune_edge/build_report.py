@@ -1,0 +1,117 @@
+"""The build's own report: every candidate measured, on one page.
+
+frontier.png plots accuracy (perplexity ratio to the baseline, geometric mean over the
+distributions) against size and against measured decode speedup, the dense model quantized
+and the pruned models in one plot, the shipped artifact marked and the budgets drawn;
+report.md holds the same as a table and report.html both in one file. `summary_table` is
+the short table the terminal ends with."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+from edgecore.outputs import write_atomic
+from gprune_edge.budgets import MB
+from runtime_checks.report import table
+
+HEADER = ["artifact", "size MB", "decode ratio", "perplexity ratio", "zero-shot change", "verdict"]
+
+
+def _decode(c) -> str:
+    d = c.decode_speedup
+    if not d:
+        return "-"
+    if d["low"] is None or d["pairs"] == 0:
+        return f"{d['median']:.2f}"
+    return f"{d['median']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
+
+
+def _rows(result) -> list[list[str]]:
+    rows = []
+    for c in result.candidates:
+        ppl = "-" if c.perplexity_ratio is None else f"{c.perplexity_ratio:.3f} (worst {c.max_perplexity_ratio:.3f})"
+        acc = "-" if c.accuracy_delta is None else f"{c.accuracy_delta:+.3f}"
+        size = "-" if c.size_bytes is None else f"{c.size_bytes / MB:.1f}" + ("" if c.artifact else " (predicted)")
+        rows.append([c.label, size, _decode(c), ppl, acc, c.verdict])
+    return rows
+
+
+def summary_table(result) -> str:
+    return "\n".join(table(HEADER, _rows(result)))
+
+
+def _frontier_png(result) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [c for c in result.candidates if c.perplexity_ratio is not None and c.size_bytes]
+    with_speed = [c for c in measured if c.decode_speedup]
+    fig, axes = plt.subplots(1, 2 if with_speed else 1, figsize=(13 if with_speed else 7, 4.5), squeeze=False)
+    budgets = result.config.budgets
+    dtypes = sorted({c.dtype for c in measured})
+    colors = {d: plt.cm.tab10(i) for i, d in enumerate(dtypes)}
+    panels = [(axes[0][0], lambda c: c.size_bytes / MB, "artifact size (MB)", budgets.max_size_mb)]
+    if with_speed:
+        panels.append((axes[0][1], lambda c: c.decode_speedup["median"], "decode speedup (x)",
+                       budgets.min_decode_speedup))
+    shipped = {a.artifact for a in result.artifacts}
+    for ax, x_of, xlabel, budget in panels:
+        for c in measured if ax is axes[0][0] else with_speed:
+            marker = "o" if c.sparsity == 0 else "s"
+            ax.scatter(x_of(c), c.perplexity_ratio, color=colors[c.dtype], marker=marker, s=40)
+            ax.annotate(f"{c.sparsity:.0%}" if c.sparsity else "dense", (x_of(c), c.perplexity_ratio),
+                        fontsize=7, xytext=(4, 3), textcoords="offset points")
+            if c.artifact in shipped:
+                ax.scatter(x_of(c), c.perplexity_ratio, s=260, facecolors="none", edgecolors="k", linewidths=1.5)
+        if budget is not None:
+            ax.axvline(budget, color="r", linestyle="--", linewidth=1)
+        if budgets.max_perplexity_ratio is not None:
+            ax.axhline(budgets.max_perplexity_ratio, color="r", linestyle=":", linewidth=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("perplexity ratio (geo-mean)")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=colors[d], marker="s", linestyle="", label=d) for d in dtypes]
+    handles += [plt.Line2D([], [], color="gray", marker=m, linestyle="", label=lab)
+                for m, lab in (("o", "dense"), ("s", "pruned"))]
+    handles.append(plt.Line2D([], [], color="k", marker="o", markerfacecolor="none", linestyle="", markersize=12,
+                              label="shipped"))
+    axes[0][0].legend(handles=handles, fontsize=8)
+    fig.suptitle(f"{result.target.name}: every candidate measured (red: budgets)")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def to_markdown(result) -> str:
+    lines = [f"# Build for {result.target.name}", "", f"Verdict: **{result.verdict}**."]
+    if result.note:
+        lines += ["", result.note[0].upper() + result.note[1:] + "."]
+    if result.config.budgets.given:
+        lines += ["", f"Budgets: {result.config.budgets.describe()}; ratios are to {result.candidates[0].label}, "
+                      "measured on the quick tier (perplexity on short windows); the shipped artifact's full "
+                      "report is linked below."]
+    lines += ["", "![frontier](frontier.png)", ""] + table(HEADER, _rows(result)) + [""]
+    for a in result.artifacts:
+        gate = "; ".join(a.gate.failures + a.gate.undecided) or "every threshold met"
+        lines += [f"- `{a.artifact}`: gate {a.gate.verdict} ({gate}); report [{a.report}]({a.report})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_build_report(result) -> None:
+    """frontier.png, report.md and report.html in the build folder."""
+    png = _frontier_png(result)
+    markdown = to_markdown(result)
+    write_atomic(result.out / "frontier.png", png)
+    write_atomic(result.out / "report.md", markdown)
+    image = base64.b64encode(png).decode("ascii")
+    write_atomic(result.out / "report.html", (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>gprune-edge build</title>"
+        f"<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}img{{max-width:100%}}</style></head>"
+        f"<body><img alt='frontier' src='data:image/png;base64,{image}'/><pre>{html.escape(markdown)}</pre>"
+        f"</body></html>"))
