@@ -60,9 +60,9 @@ def predicted_size(dense_bytes: int, sparsity: float, prunable: int, total: int)
 def predicted_misses(budgets: Budgets, size_bytes: int, reference_bytes: int) -> str | None:
     """Why a candidate of (predicted) `size_bytes` cannot meet the budgets, or None."""
     if budgets.max_size_mb is not None and size_bytes / MB > budgets.max_size_mb * SIZE_SLACK:
-        return f"size about {size_bytes / MB:.1f} MB > {budgets.max_size_mb:g} MB"
+        return f"size about {size_bytes / MB:.4g} MB > {budgets.max_size_mb:g} MB"
     if budgets.max_memory_mb is not None and size_bytes / MB > budgets.max_memory_mb:
-        return f"its weights alone ({size_bytes / MB:.1f} MB) exceed the memory budget"
+        return f"its weights alone ({size_bytes / MB:.4g} MB) exceed the memory budget"
     bound = reference_bytes / size_bytes
     if budgets.min_decode_speedup is not None and bound < budgets.min_decode_speedup:
         return f"decode at most about {bound:.2f}x (bytes per token) < {budgets.min_decode_speedup:g}x"

@@ -276,13 +276,14 @@ class _Build:
         best, given_up = None, set()
         for c in viable:
             if (c.format, c.dtype) in given_up:
-                c.verdict = "skipped: less sparse models of this type already scored worse"
+                c.verdict = "skipped: a less sparse model of this type already scored worse or beyond the budget"
                 continue
             self.artifact(c)
-            size_miss = budgets.max_size_mb is not None and c.size_bytes / MB > budgets.max_size_mb
+            if budgets.max_size_mb is not None and c.size_bytes / MB > budgets.max_size_mb:
+                c.verdict = f"misses: size {c.size_bytes / MB:.4g} MB > {budgets.max_size_mb:g} MB"
+                continue
             report = self.check(c, reference, _reference_settings(settings, c is reference), thresholds, "checks")
-            misses = ([f"size {c.size_bytes / MB:.1f} MB"] if size_miss else []) + report.gate.failures + \
-                report.gate.undecided
+            misses = report.gate.failures + report.gate.undecided
             c.verdict = "misses: " + "; ".join(misses) if misses else "meets budgets"
             too_far = budgets.max_perplexity_ratio is not None and c.max_perplexity_ratio > budgets.max_perplexity_ratio
             if too_far or (best is not None and c.perplexity_ratio >= best.perplexity_ratio):
@@ -354,24 +355,26 @@ def _unreachable(budgets, candidates, sparsity) -> str:
     where = f"at sparsity {sparsity:g} (drop --sparsity to let the build search)" if sparsity is not None else \
         "among the target's candidates"
     return (f"no artifact can meet {budgets.describe()} {where}: the smallest is about "
-            f"{smallest.size_bytes / MB:.1f} MB ({smallest.label}), its decode bound about "
+            f"{smallest.size_bytes / MB:.4g} MB ({smallest.label}), its decode bound about "
             f"{candidates[0].size_bytes / smallest.size_bytes:.2f}x")
 
 
 def _closest(budgets, candidates) -> str:
-    measured = [c for c in candidates if c.measured]
+    """The best figure measured for each budget, and where."""
     parts = []
+
+    def best(figure, pick, text):
+        having = [c for c in candidates if figure(c) is not None]
+        if having:
+            c = pick(having, key=figure)
+            parts.append(f"{text.format(figure(c))} ({c.label})")
     if budgets.max_perplexity_ratio is not None:
-        c = min(measured, key=lambda c: c.max_perplexity_ratio)
-        parts.append(f"perplexity ratio {c.max_perplexity_ratio:.2f} ({c.label})")
-    if budgets.min_decode_speedup is not None and any(c.decode_speedup for c in measured):
-        c = max((c for c in measured if c.decode_speedup), key=lambda c: c.decode_speedup["low"] or 0)
-        parts.append(f"decode {c.decode_speedup['median']:.2f}x, at least {c.decode_speedup['low']:.2f}x ({c.label})")
-    if budgets.max_memory_mb is not None and any(c.peak_memory_mb for c in measured):
-        c = min((c for c in measured if c.peak_memory_mb), key=lambda c: c.peak_memory_mb)
-        parts.append(f"memory {c.peak_memory_mb:.0f} MB ({c.label})")
+        best(lambda c: c.max_perplexity_ratio, min, "perplexity ratio {:.3f}")
+    if budgets.min_decode_speedup is not None:
+        best(lambda c: c.decode_speedup and c.decode_speedup["low"], max, "decode at least {:.2f}x")
+    if budgets.max_memory_mb is not None:
+        best(lambda c: c.peak_memory_mb, min, "memory {:.0f} MB")
     if budgets.max_size_mb is not None:
-        c = min(measured, key=lambda c: c.size_bytes)
-        parts.append(f"size {c.size_bytes / MB:.1f} MB ({c.label})")
-    return (f"no candidate meets {budgets.describe()}; closest measured: {', '.join(parts)}; "
-            f"every candidate is in checks/ and stages.json")
+        best(lambda c: c.artifact and c.size_bytes / MB, min, "size {:.4g} MB")
+    return (f"no candidate meets {budgets.describe()}; closest: {', '.join(parts) or 'none measured'}; "
+            "every candidate is listed in stages.json and measured in checks/")

@@ -130,25 +130,28 @@ def test_build_rejects_an_unknown_artifact_type_before_pruning(setup, tmp_path):
 
 # ---- budgets ---------------------------------------------------------------------------------------------
 
-def budget_target(tmp_path, **extra):
+def budget_target(tmp_path, sparsities=(0.0, 0.3)):
     return write_target(tmp_path / "search.json", {}, artifacts=("gguf:f16",),
-                        search=["gguf:f16", "gguf:q8_0"], search_sparsities=[0.0, 0.3], **extra)
+                        search=["gguf:f16", "gguf:q8_0"], search_sparsities=list(sparsities))
 
 
 def test_budget_build_ships_the_most_accurate_candidate_within_the_budget(setup, tmp_path):
     out = tmp_path / "build"
-    # half the dense f16's bytes: dense f16 and pruned f16 are too big; dense q8_0 and pruned q8_0 fit
-    dense_f16 = None
     result = run("--config", setup / "config.json", "--target", budget_target(tmp_path), "--max-size", 0.1,
                  "--distill-tokens", 0, "--out", out)
+    assert result.exit_code == 0, result.output
     summary = json.loads((out / "build.json").read_text())
-    candidates = {c["label"]: c for c in summary["candidates"]}
-    dense_f16 = candidates["dense-f16.gguf"]["size_bytes"]
-    assert result.exit_code in (0, 3), result.output
-    # the budget was set relative to nothing: recompute what fits and check the choice against it
-    fits = [c for c in candidates.values() if c["size_bytes"] / 1e6 <= 0.1 and c["perplexity_ratio"] is not None]
-    shipped = summary["artifacts"][0]["artifact"]
-    assert shipped == min(fits, key=lambda c: c["perplexity_ratio"])["artifact"] if fits else dense_f16
+    candidates = summary["candidates"]
+    assert [c["label"] for c in candidates] == ["dense-f16.gguf", "dense-q8_0.gguf", "pruned30-f16.gguf",
+                                                "pruned30-q8_0.gguf"]
+    for c in candidates:  # over the budget: skipped on the (predicted or exact) size, never shipped
+        if c["size_bytes"] / 1e6 > 0.1 * 1.05:
+            assert c["verdict"].startswith(("skipped", "misses"))
+    within = [c for c in candidates if c["perplexity_ratio"] is not None and c["size_bytes"] / 1e6 <= 0.1]
+    best = min(within, key=lambda c: c["perplexity_ratio"])
+    assert summary["artifacts"][0]["artifact"] == best["artifact"] and best["verdict"] == "chosen: pass"
+    assert ("dense" in summary["note"]) == (best["sparsity"] == 0) and summary["note"].lower() in result.output.lower()
+    assert (out / "reports" / best["label"] / "report.json").is_file() and (out / "frontier.png").is_file()
 
 
 def test_a_budget_nothing_can_meet_is_refused_before_pruning(setup, tmp_path):
@@ -159,6 +162,16 @@ def test_a_budget_nothing_can_meet_is_refused_before_pruning(setup, tmp_path):
     last = result.output.strip().splitlines()[-1]  # above it: progress bars of the dense exports
     assert last.startswith("Error: no artifact can meet size <= 0.0001 MB") and "the smallest is about" in last
     assert not (out / "models").exists()  # nothing was pruned
+
+
+def test_a_budget_no_measured_candidate_meets_is_refused_with_the_closest_figure(setup, tmp_path):
+    out = tmp_path / "build"
+    result = run("--config", setup / "config.json", "--target", budget_target(tmp_path, sparsities=[0.0]),
+                 "--max-perplexity-ratio", 0.5, "--out", out)
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: no candidate meets perplexity ratio <= 0.5; closest: perplexity ratio")
+    assert (out / "checks").is_dir() and not (out / "build.json").exists()  # kept for a rerun with a looser budget
 
 
 def test_a_sparsity_that_contradicts_a_budget_is_refused(setup, tmp_path):
