@@ -2,13 +2,20 @@
 
     max_accuracy_drop: 0.02      # mean over tasks of (baseline - candidate) primary accuracy, 0..1
     max_perplexity_ratio: 1.5    # worst distribution's candidate / baseline perplexity
-    min_decode_speedup: 1.1      # median over pairs of candidate / baseline decode tok/s
+    min_decode_speedup: 1.1      # candidate / baseline decode tok/s: its interval over pairs, see below
     max_peak_memory_mb: 400      # the candidate's peak RSS in a fresh process
     min_top1_agreement: 0.9      # next-token argmax agreement with the baseline on the fixed text
 
 Every key is optional; an unknown key is an error (a typo must not pass the gate), and so is
 a value that is not a finite number >= 0 (the two fractions at most 1).
-A threshold whose figure was not measured (e.g. speed skipped) fails."""
+A threshold whose figure was not measured (e.g. speed skipped) fails.
+
+Speed is measured with noise, so min_decode_speedup is decided on the median's interval
+(speed.ratio_interval), not the median: it passes when the interval's low end reaches the
+threshold, fails when its high end is below it, and is undecided otherwise ("the machine is
+too noisy to decide"; also with too few pairs for an interval). The other thresholds are
+point checks. The verdict: "fail" if any threshold fails, else "undecided" if any is, else
+"pass"; the CLI exits EXIT_FAIL or EXIT_UNDECIDED (exit_code)."""
 
 from __future__ import annotations
 
@@ -17,7 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecore.errors import GPruneError, first_line
-from runtime_checks.report_schema import CandidateRun, Comparison, GateResult, Report
+from runtime_checks.report_schema import (
+    CandidateRun,
+    Comparison,
+    GateResult,
+    RatioSummary,
+    Report,
+)
+
+# exit statuses of a gated command (verify --gate, build); 1: errors, 2: usage (click)
+EXIT_FAIL = 3
+EXIT_UNDECIDED = 4
+PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
 
 
 def _mean_accuracy_drop(c: Comparison, run: CandidateRun):
@@ -51,17 +69,39 @@ RANGES = {"max_accuracy_drop": (0.0, 1.0), "max_perplexity_ratio": (0.0, None), 
           "max_peak_memory_mb": (0.0, None), "min_top1_agreement": (0.0, 1.0)}
 
 
+# key -> the speed ratio whose interval decides it (higher is better for each)
+INTERVAL_CHECKS = {"min_decode_speedup": "decode_tok_s"}
+
+
 @dataclass
 class Failure:
     key: str
     backend: str
     figure: float | None  # None: not measured
     threshold: float
+    summary: RatioSummary | None = None  # the interval a speed threshold was decided on
 
     def __str__(self) -> str:
         wording = CHECKS[self.key][2]
         got = "not measured" if self.figure is None else f"{self.figure:.4g}"
+        if self.summary is not None:
+            got = str(self.summary)
         return f"{self.key} [{self.backend}]: {wording} {got}, threshold {self.threshold:g}"
+
+
+@dataclass
+class Undecided:
+    """A speed threshold inside its figure's interval (or a figure with too few pairs for one)."""
+    key: str
+    backend: str
+    summary: RatioSummary
+    threshold: float
+
+    def __str__(self) -> str:
+        why = ("too few pairs for an interval" if self.summary.interval is None
+               else "the interval holds the threshold: the machine is too noisy to decide")
+        return (f"{self.key} [{self.backend}]: {CHECKS[self.key][2]} {self.summary}, threshold {self.threshold:g}; "
+                f"{why} (rerun on a quieter machine or with more pairs)")
 
 
 def _check_value(key: str, value, what: str) -> float:
@@ -101,19 +141,46 @@ def load_thresholds(path) -> dict:
     return check_thresholds(data, str(path))
 
 
-def evaluate(report: Report, thresholds: dict) -> list[Failure]:
-    """Failed thresholds over every candidate backend in the report (empty: the gate passes)."""
-    failures = []
+def _interval_verdict(summary: RatioSummary, threshold: float) -> str:
+    """pass / fail / undecided of a "higher is better" ratio against its threshold."""
+    if summary.interval is None:
+        return UNDECIDED
+    low, high = summary.interval
+    return PASS if low >= threshold else FAIL if high < threshold else UNDECIDED
+
+
+def assess(report: Report, thresholds: dict) -> tuple[list[Failure], list[Undecided]]:
+    """Failed and undecided thresholds over every candidate backend in the report."""
+    failures, undecided = [], []
     for run in report.candidates:
         for key, threshold in thresholds.items():
             figure_of, passes, _ = CHECKS[key]
             figure = figure_of(run.comparison, run)
-            if figure is None or not passes(figure, threshold):
+            if key in INTERVAL_CHECKS and figure is not None and run.speed is not None:
+                summary = run.speed.ratio[INTERVAL_CHECKS[key]]
+                verdict = _interval_verdict(summary, threshold)
+                if verdict == FAIL:
+                    failures.append(Failure(key, run.backend, figure, threshold, summary))
+                elif verdict == UNDECIDED:
+                    undecided.append(Undecided(key, run.backend, summary, threshold))
+            elif figure is None or not passes(figure, threshold):
                 failures.append(Failure(key, run.backend, figure, threshold))
-    return failures
+    return failures, undecided
+
+
+def evaluate(report: Report, thresholds: dict) -> list[Failure]:
+    """Failed thresholds over every candidate backend in the report (undecided ones are not failures)."""
+    return assess(report, thresholds)[0]
 
 
 def check(report: Report, thresholds: dict) -> GateResult:
     """The gate's verdict on `report`, as recorded in report.json's "gate"."""
-    failures = evaluate(report, thresholds)
-    return GateResult(thresholds=dict(thresholds), passed=not failures, failures=[str(f) for f in failures])
+    failures, undecided = assess(report, thresholds)
+    verdict = FAIL if failures else UNDECIDED if undecided else PASS
+    return GateResult(thresholds=dict(thresholds), passed=verdict == PASS, failures=[str(f) for f in failures],
+                      verdict=verdict, undecided=[str(u) for u in undecided])
+
+
+def exit_code(result: GateResult) -> int:
+    """The exit status of a gated command: 0 on pass, EXIT_FAIL, EXIT_UNDECIDED."""
+    return {PASS: 0, FAIL: EXIT_FAIL, UNDECIDED: EXIT_UNDECIDED}[result.verdict]

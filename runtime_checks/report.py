@@ -33,12 +33,30 @@ def perplexity_rows(run: CandidateRun) -> list[list]:
 
 
 def speed_rows(run: CandidateRun) -> list[list]:
+    """figure, baseline, candidate, ratio as "median [low, high] (n pairs)", min, max."""
     speed = run.speed
     if not speed:
         return []
     return [[name, _fmt(getattr(speed.baseline, name), ".1f"), _fmt(getattr(speed.candidate, name), ".1f"),
-             _fmt(r.median, ".3f"), _fmt(r.min, ".3f"), _fmt(r.max, ".3f")]
+             str(r), _fmt(r.min, ".3f"), _fmt(r.max, ".3f")]
             for name, r in speed.ratio.items()]
+
+
+def speed_heading(run: CandidateRun) -> str:
+    speed = run.speed
+    pairs = len(next(iter(speed.ratio.values())).pairs)
+    stopped = f", stopped by {speed.stopped_by}" if speed.stopped_by else ""
+    took = f" in {speed.seconds:.0f} s" if speed.seconds is not None else ""
+    return (f"### Speed ({pairs} alternating pairs{took}{stopped}; ratio = candidate / baseline per pair: "
+            f"median [{speed.settings.confidence:.0%} bootstrap interval])")
+
+
+def gate_lines(report: Report) -> list[str]:
+    gate = report.gate
+    verdict = {"pass": "All thresholds pass.", "fail": "Verdict: FAIL.",
+               "undecided": "Verdict: UNDECIDED (no threshold failed; a speed threshold could not be decided)."}
+    return ([verdict[gate.verdict]] + [f"- FAILED {f}" for f in gate.failures]
+            + [f"- UNDECIDED {u}" for u in gate.undecided])
 
 
 def footprint_rows(report: Report, run: CandidateRun) -> list[list]:
@@ -74,14 +92,14 @@ def to_markdown(report: Report) -> str:
                       f"delta {_fmt(mean.delta, '+.3f')}.", "", "### Perplexity", ""]
         lines += table(["distribution", "baseline", "candidate", "ratio"], perplexity_rows(run))
         if run.speed:
-            lines += ["", f"### Speed ({run.speed.settings.pairs} alternating pairs; ratio = candidate / "
-                          "baseline per pair)", ""]
-            lines += table(["figure", "baseline", "candidate", "ratio median", "min", "max"], speed_rows(run))
+            lines += ["", speed_heading(run), ""]
+            lines += table(["figure", "baseline", "candidate", "ratio median [interval] (pairs)", "min", "max"],
+                           speed_rows(run))
         lines += ["", "### Size and memory", ""]
         lines += table(["figure", "baseline", "candidate", "ratio"], footprint_rows(report, run))
         lines.append("")
     if report.gate is not None:
-        lines += ["## Gate", ""] + ([f"- FAILED {f}" for f in report.gate.failures] or ["All thresholds pass."]) + [""]
+        lines += ["## Gate", ""] + gate_lines(report) + [""]
     return "\n".join(lines)
 
 
@@ -103,7 +121,7 @@ def _bars(ax, labels, baseline, candidate, title, candidate_label):
 
 
 def plots(report: Report) -> list[str]:
-    """Base64 PNGs: accuracy per task, perplexity per distribution, speed and memory ratios."""
+    """Base64 PNGs: accuracy per task, perplexity per distribution, speed (with intervals) and memory ratios."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,12 +137,13 @@ def plots(report: Report) -> list[str]:
                         color="k", label="chance")
         _bars(axes[1], list(c.perplexity), [r.baseline for r in c.perplexity.values()],
               [r.candidate for r in c.perplexity.values()], "perplexity per distribution", run.backend)
-        ratios = {f"{k} (median)": v for k, v in (c.speed_ratio.to_dict() if c.speed_ratio else {}).items()}
+        bars = [(f"{k} (median)", r.median, r.interval) for k, r in (run.speed.ratio.items() if run.speed else ())]
         if c.memory:
-            ratios["peak RSS"] = c.memory.ratio
+            bars.append(("peak RSS", c.memory.ratio, None))
         if c.file_mb_ratio:
-            ratios["file size"] = c.file_mb_ratio
-        axes[2].barh(list(ratios), list(ratios.values()))
+            bars.append(("file size", c.file_mb_ratio, None))
+        xerr = [[max(v - i[0], 0) if i else 0 for _, v, i in bars], [max(i[1] - v, 0) if i else 0 for _, v, i in bars]]
+        axes[2].barh([b[0] for b in bars], [b[1] for b in bars], xerr=xerr if bars else None, capsize=3)
         axes[2].axvline(1.0, color="k", linewidth=1)
         axes[2].set_title("candidate / baseline")
         images.append(_png(fig))

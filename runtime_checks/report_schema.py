@@ -6,16 +6,16 @@
       baseline_run: Run           the dense baseline on its backend
       candidates: [CandidateRun]  the artifact on each backend: a Run plus
         parity: Parity              next-token agreement with the baseline (runtime_checks.parity)
-        speed: SpeedComparison      alternating timing pairs against the baseline, or None
+        speed: SpeedComparison      alternating timing pairs against the baseline (ratios with intervals), or None
         comparison: Comparison      every figure as a delta or ratio to the baseline (runtime_checks.deltas)
-      gate: GateResult | None     thresholds, passed, failures (runtime_checks.gate); None when not gated
+      gate: GateResult | None     thresholds, verdict, failures, undecided (runtime_checks.gate); None when not gated
 
 `Report.to_dict()` is report.json's layout, key for key and in order; `Report.from_dict`
 reads it (and reports written before these types) back."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from runtime_checks.accuracy import PerplexityResult, TaskResult
 from runtime_checks.parity import Parity
@@ -76,11 +76,24 @@ class SpeedFigures(_Flat):
 
 @dataclass
 class RatioSummary(_Flat):
-    """candidate / baseline over the timing pairs."""
+    """candidate / baseline over the timing pairs, with the median's bootstrap interval
+    (speed.ratio_interval) at the settings' confidence."""
     median: float
     min: float
     max: float
     pairs: list[float]  # one ratio per pair, in the order measured
+    low: float | None = None  # None: too few pairs for an interval, or a report from before intervals
+    high: float | None = None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return None if self.low is None or self.high is None else (self.low, self.high)
+
+    def __str__(self) -> str:
+        """median [low, high] (n pairs), as reports and gate messages write it."""
+        bounds = "no interval" if self.interval is None else f"{self.low:.3f}, {self.high:.3f}"
+        n = len(self.pairs)
+        return f"{self.median:.3f} [{bounds}] ({n} pair{'' if n == 1 else 's'})"
 
 
 @dataclass
@@ -89,16 +102,20 @@ class SpeedComparison:
     candidate: SpeedFigures  # medians over pairs
     baseline: SpeedFigures
     ratio: dict[str, RatioSummary]  # figure name -> summary; > 1 is faster for tok/s, slower for ttft
+    stopped_by: str | None = None  # "width", "max_pairs" or "max_seconds"; None in older reports
+    seconds: float | None = None  # the speed phase, warm-up included
 
     def to_dict(self) -> dict:
         return {"settings": self.settings.to_dict(), "candidate": self.candidate.to_dict(),
-                "baseline": self.baseline.to_dict(), "ratio": {k: v.to_dict() for k, v in self.ratio.items()}}
+                "baseline": self.baseline.to_dict(), "ratio": {k: v.to_dict() for k, v in self.ratio.items()},
+                "stopped_by": self.stopped_by, "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SpeedComparison":
         return cls(SpeedSettings.from_dict(data["settings"]), SpeedFigures.from_dict(data["candidate"]),
                    SpeedFigures.from_dict(data["baseline"]),
-                   {k: RatioSummary.from_dict(v) for k, v in data["ratio"].items()})
+                   {k: RatioSummary.from_dict(v) for k, v in data["ratio"].items()},
+                   data.get("stopped_by"), data.get("seconds"))
 
 
 @dataclass
@@ -230,9 +247,18 @@ class CandidateRun(Run):
 
 @dataclass
 class GateResult(_Flat):
+    """The gate's verdict (gate.check): "fail" if a threshold fails, else "undecided" if a speed
+    interval straddles its threshold, else "pass". `passed` is verdict == "pass", kept for the
+    callers that read it; reports from before verdicts read as "pass" or "fail"."""
     thresholds: dict[str, float]  # gate.load_thresholds
     passed: bool
     failures: list[str]  # one line per failed threshold and backend (str(gate.Failure))
+    verdict: str | None = None  # "pass" | "fail" | "undecided"; None: derived from `passed`
+    undecided: list[str] = field(default_factory=list)  # one line per undecided threshold (str(gate.Undecided))
+
+    def __post_init__(self):
+        if self.verdict is None:
+            self.verdict = "pass" if self.passed else "fail"
 
 
 @dataclass

@@ -17,7 +17,11 @@ from runtime_checks.tasks import TASK_NAMES
 
 DEFAULT_DISTRIBUTIONS = ("wiki", "news", "science", "code")
 
-DEFAULT_PAIRS = 7
+DEFAULT_PAIRS = 7  # the minimum: fewer leave the bootstrap interval too lumpy (speed.MIN_INTERVAL_PAIRS = 5)
+DEFAULT_MAX_PAIRS = 31
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_TARGET_WIDTH = 0.10  # stop once the decode ratio's interval has high / low - 1 <= this
+DEFAULT_MAX_SECONDS = 300.0  # the speed phase of one candidate backend; the minimum pairs always run
 DEFAULT_PREFILL_TOKENS = 512
 DEFAULT_PROMPT_TOKENS = 64
 DEFAULT_DECODE_TOKENS = 64
@@ -29,7 +33,8 @@ MAX_TOKENS = 8192  # longest window/prompt: beyond it logits alone run to gigaby
 BOUNDS = {"limit": (1, None), "max_windows": (1, None), "seq_len": (2, MAX_TOKENS),
           "parity_tokens": (2, MAX_TOKENS), "threads": (1, None)}
 SPEED_BOUNDS = {"pairs": (1, None), "prefill_tokens": (1, MAX_TOKENS), "prompt_tokens": (1, MAX_TOKENS),
-                "decode_tokens": (1, MAX_TOKENS), "threads": (1, None)}
+                "decode_tokens": (1, MAX_TOKENS), "threads": (1, None), "max_pairs": (1, None),
+                "confidence": (0.5, 0.999), "target_width": (0.0, None), "max_seconds": (0.0, None)}
 
 
 def check_range(label: str, value: int | None, low: int, high: int | None = None, note: str = "") -> None:
@@ -64,18 +69,36 @@ def check_distributions(label: str, names) -> None:
 @dataclass
 class SpeedSettings(TypedConfig):
     """How speed.compare_speed times a candidate against its baseline. In a report's speed
-    section the token counts are those actually used (the fixed text may be shorter)."""
-    pairs: int = DEFAULT_PAIRS  # at least 1; a verification without speed has speed None
+    section the token counts are those actually used (the fixed text may be shorter).
+
+    Pairs are adaptive: at least `pairs`, then more until the decode ratio's bootstrap
+    interval (at `confidence`) is narrow enough (high / low - 1 <= `target_width`), or
+    `max_pairs` or `max_seconds` is reached. A noisy machine thus pays in time, not in a
+    verdict noise can pass; pairs = max_pairs gives the old fixed count. Configs written
+    before these fields load with their defaults."""
+    pairs: int = DEFAULT_PAIRS  # the minimum, at least 1; a verification without speed has speed None
     prefill_tokens: int = DEFAULT_PREFILL_TOKENS  # one forward over this many tokens: prefill tok/s
     prompt_tokens: int = DEFAULT_PROMPT_TOKENS  # the decode run's prompt: its first token gives TTFT
     decode_tokens: int = DEFAULT_DECODE_TOKENS
     threads: int | None = None
+    max_pairs: int | None = None  # None: DEFAULT_MAX_PAIRS, or `pairs` if that is more (see pair_cap)
+    confidence: float = DEFAULT_CONFIDENCE  # of every ratio's interval
+    target_width: float = DEFAULT_TARGET_WIDTH  # 0: run to a cap (unless every pair gives one ratio)
+    max_seconds: float | None = DEFAULT_MAX_SECONDS  # None: no time cap
     what: ClassVar[str] = "speed settings"
+
+    @property
+    def pair_cap(self) -> int:
+        """The most pairs timed; None for max_pairs keeps an old config's larger `pairs` valid."""
+        return max(self.pairs, DEFAULT_MAX_PAIRS) if self.max_pairs is None else self.max_pairs
 
     def validate(self) -> None:
         for name, (low, high) in SPEED_BOUNDS.items():
             note = " (set speed to null to skip speed)" if name == "pairs" else ""
             check_range(self._where(name), getattr(self, name), low, high, note)
+        if self.pair_cap < self.pairs:
+            raise GPruneError(f"{self._where('max_pairs')} must be at least pairs ({self.pairs}), "
+                              f"got {self.max_pairs}")
 
 
 @dataclass

@@ -6,8 +6,9 @@ the valid range or what to do, exit status 1, and no output directory. Covered h
     that knows more tokens than the models (checked once the models are loaded, before any
     evaluation); the same in the export check (check_export)
   - out-of-range counts: --limit negative, --windows 0, --seq-len 0 and 100000, --threads -4,
-    --pairs -1 (on the CLI, before any model is loaded), and the same fields of VerifySettings /
-    SpeedSettings, however they are built
+    --pairs -1, --max-pairs below --pairs, --target-width and --max-seconds negative (on the CLI,
+    before any model is loaded), and the same fields of VerifySettings / SpeedSettings (also a
+    confidence of 1), however they are built
   - unknown task and text distribution names
   - gate thresholds that are negative, NaN or infinite, or not numbers
 Tiny random models (tests/tiny.py): every case runs in seconds."""
@@ -129,6 +130,9 @@ def test_export_check_vocabulary_mismatch(models, tmp_path):
     ("--seq-len", 100000, "--seq-len must be between 2 and 8192, got 100000"),
     ("--threads", -4, "--threads must be at least 1, got -4"),
     ("--pairs", -1, "--pairs must be at least 0 (0 skips speed), got -1"),
+    ("--max-pairs", 3, "--max-pairs must be at least 7 (--pairs), got 3"),
+    ("--target-width", -0.1, "--target-width must be at least 0.0, got -0.1"),
+    ("--max-seconds", -5, "--max-seconds must be at least 0.0, got -5.0"),
 ])
 def test_cli_count_out_of_range(option, value, expected, tmp_path, monkeypatch):
     import runtime_checks.verify as verify_module
@@ -172,6 +176,8 @@ def test_cli_unknown_distribution(tmp_path):
     (dict(distributions=["hf:"]), "verify settings option 'distributions': bad hub text source 'hf:'"),
     (dict(speed={"pairs": -1}), "speed settings option 'pairs' must be at least 1 (set speed to null"),
     (dict(speed={"decode_tokens": 0}), "speed settings option 'decode_tokens' must be between 1 and 8192, got 0"),
+    (dict(speed={"pairs": 9, "max_pairs": 5}), "speed settings option 'max_pairs' must be at least pairs (9), got 5"),
+    (dict(speed={"confidence": 1.0}), "speed settings option 'confidence' must be between 0.5 and 0.999, got 1.0"),
 ])
 def test_settings_out_of_range(settings, expected):
     assert _refused_call(lambda: VerifySettings.from_dict(settings)).startswith(expected)

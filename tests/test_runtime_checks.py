@@ -122,12 +122,19 @@ def _run_dict(peak_rss_mb=300.0) -> dict:
     }
 
 
-def _report_dict(ppl_ratio=1.0, acc_delta=0.0, decode=1.2, memory=300.0, top1=0.99) -> dict:
-    ratio = {name: {"median": value, "min": value, "max": value, "pairs": [value]}
+SPEED_SETTINGS = {"pairs": 5, "prefill_tokens": 512, "prompt_tokens": 64, "decode_tokens": 64, "threads": 1,
+                  "max_pairs": None, "confidence": 0.95, "target_width": 0.1, "max_seconds": 300.0}
+
+
+def _report_dict(ppl_ratio=1.0, acc_delta=0.0, decode=1.2, memory=300.0, top1=0.99, width=0.02) -> dict:
+    """report.json as verify writes it; each speed ratio's interval is its value -/+ `width`."""
+    ratio = {name: {"median": value, "min": value, "max": value, "pairs": [value] * 5, "low": value - width,
+                    "high": value + width}
              for name, value in (("prefill_tok_s", 1.1), ("decode_tok_s", decode or 1.0), ("ttft_ms", 0.9))}
-    speed = {"settings": {"pairs": 1, "prefill_tokens": 512, "prompt_tokens": 64, "decode_tokens": 64, "threads": 1},
+    speed = {"settings": dict(SPEED_SETTINGS),
              "candidate": {"prefill_tok_s": 1100.0, "decode_tok_s": 120.0, "ttft_ms": 9.0},
-             "baseline": {"prefill_tok_s": 1000.0, "decode_tok_s": 100.0, "ttft_ms": 10.0}, "ratio": ratio}
+             "baseline": {"prefill_tok_s": 1000.0, "decode_tok_s": 100.0, "ttft_ms": 10.0}, "ratio": ratio,
+             "stopped_by": "width", "seconds": 12.5}
     comparison = {
         "tasks": {"arc_easy": {"metric": "acc_norm", "candidate": 1 / 3 + acc_delta, "baseline": 1 / 3,
                                "delta": acc_delta, "chance": 0.25, "n": 3}},
@@ -147,13 +154,13 @@ def _report_dict(ppl_ratio=1.0, acc_delta=0.0, decode=1.2, memory=300.0, top1=0.
         "artifact": "/m", "baseline": "/dense",
         "settings": {"tasks": ["arc_easy", "lambada"], "distributions": ["news"], "limit": 3, "seed": 0, "seq_len": 64,
                      "max_windows": 2, "threads": 1, "parity_tokens": 256,
-                     "speed": {"pairs": 1, "prefill_tokens": 512, "prompt_tokens": 64, "decode_tokens": 64,
-                               "threads": 1}, "memory": True},
+                     "speed": dict(SPEED_SETTINGS), "memory": True},
         "environment": {"date": "2026-01-01T00:00:00+00:00", "cpu": "cpu", "cores": 2, "threads": 1,
                         "platform": "Linux", "python": "3.11.7", "packages": {"torch": "2.13.0", "llama-cpp-python": None}},
         "candidates": [candidate],
         "baseline_run": _run_dict(),
-        "gate": {"thresholds": {"max_perplexity_ratio": 1.5}, "passed": True, "failures": []},
+        "gate": {"thresholds": {"max_perplexity_ratio": 1.5}, "passed": True, "failures": [], "verdict": "pass",
+                 "undecided": []},
     }
 
 
@@ -166,7 +173,7 @@ def test_report_round_trips_through_its_json_layout():
     report = Report.from_dict(copy.deepcopy(layout))
     assert report.candidates[0].comparison.speed_ratio.decode_tok_s == 1.2  # read as attributes
     assert report.baseline_run.tasks["arc_easy"].primary == pytest.approx(1 / 3)
-    assert report.settings.speed.pairs == 1 and report.gate.passed
+    assert report.settings.speed.pairs == 5 and report.gate.passed
     # to_dict is report.json's layout key for key, in order: existing reports and readers stay valid
     assert json.dumps(report.to_dict()) == json.dumps(layout)
     assert Report.from_dict(report.to_dict()) == report
