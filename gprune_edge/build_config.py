@@ -19,7 +19,7 @@ from gprune.distill_config import DistillConfig
 from gprune.recipe import PruneRecipe
 from gprune_edge.budgets import Budgets
 from gprune_edge.targets import TargetProfile
-from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, VerifySettings
+from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, SpeedSettings, VerifySettings
 from runtime_checks.tasks import TASK_NAMES
 
 BUILD_VERSION = 3  # 1: flat keys; 2: stage configs composed; 3: budgets, the search tier, resumable folder
@@ -32,13 +32,16 @@ DEFAULT_DISTILL_TOKENS = {"cpu": 8_000, "cuda": 2_000_000}
 
 def default_verify_settings() -> VerifySettings:
     """The check of what a build ships: the zero-shot tasks that are above chance at this scale on
-    a subsample, four distributions; `thorough_verify_settings` for the full evaluation."""
-    return VerifySettings(tasks=BUILD_TASKS, distributions=BUILD_DISTRIBUTIONS, limit=50, max_windows=8)
+    a subsample, four distributions, speed pairs for at most two minutes (undecided beats a long
+    wait; `verify` itself allows five); `thorough_verify_settings` for the full evaluation."""
+    return VerifySettings(tasks=BUILD_TASKS, distributions=BUILD_DISTRIBUTIONS, limit=50, max_windows=8,
+                          speed=SpeedSettings(max_seconds=120))
 
 
 def thorough_verify_settings() -> VerifySettings:
     """`build --thorough`: every task on 200 questions, perplexity on 16 windows."""
-    return VerifySettings(tasks=TASK_NAMES, distributions=DEFAULT_DISTRIBUTIONS, limit=200, max_windows=16)
+    return VerifySettings(tasks=TASK_NAMES, distributions=DEFAULT_DISTRIBUTIONS, limit=200, max_windows=16,
+                          speed=SpeedSettings())
 
 
 def search_settings() -> VerifySettings:
@@ -116,7 +119,7 @@ class BuildConfig(TypedConfig):
         """The quick tier, measuring speed and memory only when a budget names them."""
         settings = self.search.replace(memory=self.budgets.max_memory_mb is not None)
         if self.budgets.min_decode_speedup is not None and settings.speed is None:
-            settings = settings.replace(speed=default_verify_settings().speed)
+            settings = settings.replace(speed=SpeedSettings(max_pairs=15, max_seconds=60))
         return _with_threads(settings, self.threads_for(profile))
 
 

@@ -78,7 +78,7 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
     if method is not None and method != recipe.method.name:
         recipe = recipe.replace(method=method_config(method))
     if thorough:
-        settings = thorough_verify_settings().replace(speed=settings.speed)
+        settings = thorough_verify_settings()
     if limit is not None:
         settings = settings.replace(limit=limit)
     if pairs is not None:
