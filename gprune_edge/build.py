@@ -234,7 +234,7 @@ class _Build:
 
         def make(path, resume):
             verify(self.out / candidate.artifact, self.out / baseline.artifact, path, settings=settings,
-                   thresholds=thresholds, tokenizer_from=dense_dir)
+                   thresholds=thresholds, tokenizer_from=dense_dir, reuse_baseline=True)
             return {}
         self.folder.run(f"verify {candidate.label} ({where})", rel, key, make)
         report = Report.from_dict(json.loads((self.out / rel / "report.json").read_text()))

@@ -1,7 +1,9 @@
 """Accuracy of one loaded backend: perplexity per text distribution, zero-shot
 multiple-choice acc/acc_norm per task, LAMBADA last-word accuracy.
 
-All scoring goes through loglik.score, so every runtime is scored identically."""
+All scoring goes through loglik.score, so every runtime is scored identically. A change to what
+this, loglik or a backend's scoring computes must bump baseline_cache.HARNESS_VERSION, or builds
+keep comparing against baseline figures cached by the old code."""
 
 from __future__ import annotations
 

@@ -80,6 +80,10 @@ def to_markdown(report: Report) -> str:
              f"Baseline `{report.baseline}` on {base.backend}. Measured {env.date} on {env.cpu} "
              f"({env.cores} cores, {env.threads} thread(s)); limit {report.settings.limit} "
              f"questions per task.", ""]
+    if report.baseline_cached:
+        lines[-1:-1] = ["", f"The baseline's accuracy and memory figures are from the cache (measured "
+                            f"{report.baseline_cached} on the same bytes and settings); speed and parity were "
+                            "measured in this run."]
     for run in report.candidates:
         parity = run.parity
         lines += [f"## {run.backend}", "",

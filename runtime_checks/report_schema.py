@@ -270,12 +270,15 @@ class Report:
     baseline_run: Run
     candidates: list[CandidateRun]
     gate: GateResult | None = None  # None: no thresholds were given
+    baseline_cached: str | None = None  # when the baseline's figures came from the cache: the date they were measured
 
     def to_dict(self) -> dict:
         """report.json's layout (JSON-ready; NaN stays a float)."""
         out = {"artifact": self.artifact, "baseline": self.baseline, "settings": self.settings.to_dict(),
                "environment": self.environment.to_dict(), "candidates": [c.to_dict() for c in self.candidates],
                "baseline_run": self.baseline_run.to_dict()}
+        if self.baseline_cached is not None:
+            out["baseline_cached"] = self.baseline_cached
         if self.gate is not None:
             out["gate"] = self.gate.to_dict()
         return out
@@ -287,4 +290,4 @@ class Report:
                    environment=Environment.from_dict(data["environment"]),
                    baseline_run=Run.from_dict(data["baseline_run"]),
                    candidates=[CandidateRun.from_dict(c) for c in data["candidates"]],
-                   gate=_optional(GateResult, data.get("gate")))
+                   gate=_optional(GateResult, data.get("gate")), baseline_cached=data.get("baseline_cached"))

@@ -16,7 +16,7 @@ from edgecore.errors import GPruneError, first_line
 from edgecore.loading import resolve
 from edgecore.outputs import atomic_dir, claim_output
 from edgecore.textdata import eval_windows, load_documents
-from runtime_checks import accuracy
+from runtime_checks import accuracy, baseline_cache
 from runtime_checks.backends import BACKEND_NAMES, backend_class, check_artifact, default_backend, load_backend
 from runtime_checks.deltas import compare_runs
 from runtime_checks.environment import environment
@@ -86,10 +86,28 @@ def _run(backend, spec, name: str, tokenizer, settings: VerifySettings) -> Run:
                memory=peak_rss(spec, name, settings.threads) if settings.memory else None)
 
 
+def _baseline_run(base, baseline, name: str, tokenizer, settings: VerifySettings, tokenizer_from,
+                  reuse: bool) -> tuple[Run, str | None]:
+    """The baseline's Run and, when it came from runtime_checks.baseline_cache, the date it was measured.
+    With `reuse`, a cached Run is taken and a measured one stored."""
+    cache_key = baseline_cache.key(baseline, name, settings, tokenizer_from) if reuse else None
+    cached = baseline_cache.load(cache_key, baseline) if cache_key else None
+    if cached is not None:
+        return cached
+    run = _run(base, baseline, name, tokenizer, settings)
+    if cache_key:
+        baseline_cache.store(cache_key, run)
+    return run, None
+
+
 def run_verification(artifact, baseline, backends=None, baseline_backend: str | None = None,
-                     settings: VerifySettings | None = None, tokenizer_from=None) -> Report:
+                     settings: VerifySettings | None = None, tokenizer_from=None,
+                     reuse_baseline: bool = False) -> Report:
     """The report of `artifact` on each of `backends` against `baseline` (not gated, not written).
-    The text is tokenized by the baseline's tokenizer, or by `tokenizer_from`'s (an HF directory)."""
+    The text is tokenized by the baseline's tokenizer, or by `tokenizer_from`'s (an HF directory).
+    `reuse_baseline` takes the baseline's accuracy, perplexity and memory from runtime_checks.baseline_cache
+    when an earlier verification measured them under the same settings (and stores them when not);
+    `report.baseline_cached` is then the date they were measured (None: measured by this run)."""
     settings = settings or VerifySettings()
     backends = list(backends or [default_backend(artifact)])
     baseline_backend = baseline_backend or default_backend(baseline)
@@ -106,7 +124,8 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
     candidates = []
     with load_backend(baseline_backend, baseline, settings.threads) as base:
         check_vocabularies(artifact, vocab, baseline, base.vocab_size, tokenizer_from or baseline, len(tokenizer))
-        baseline_run = _run(base, baseline, baseline_backend, tokenizer, settings)
+        baseline_run, cached = _baseline_run(base, baseline, baseline_backend, tokenizer, settings, tokenizer_from,
+                                             reuse_baseline)
         base_logits = base.logits(parity_ids)
         for name in tqdm(backends, desc="candidate backends", unit="backend", leave=False):
             with load_backend(name, artifact, settings.threads) as cand:
@@ -114,13 +133,13 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
                 parity = compare_logits(base_logits, cand.logits(parity_ids), parity_ids)
                 speed = compare_speed(cand, base, prompt, settings.speed) if settings.speed else None
             candidates.append(CandidateRun.of(run, parity, speed, compare_runs(run, baseline_run, speed)))
-    return Report(artifact=str(artifact), baseline=str(baseline), settings=settings,
-                  environment=env, baseline_run=baseline_run, candidates=candidates)
+    return Report(artifact=str(artifact), baseline=str(baseline), settings=settings, environment=env,
+                  baseline_run=baseline_run, candidates=candidates, baseline_cached=cached)
 
 
 def verify(artifact, baseline, out_dir, backends=None, baseline_backend: str | None = None,
            settings: VerifySettings | None = None, thresholds: dict | None = None, overwrite: bool = False,
-           tokenizer_from=None) -> Report:
+           tokenizer_from=None, reuse_baseline: bool = False) -> Report:
     """run_verification, the gate when `thresholds` are given (gate.load_thresholds), then report.json,
     report.md and report.html written atomically to `out_dir`. The gate's verdict is `report.gate`
     (None without thresholds): `report.gate.passed`, and `report.gate.failures`, one line per failure."""
@@ -128,7 +147,8 @@ def verify(artifact, baseline, out_dir, backends=None, baseline_backend: str | N
     from runtime_checks.report import write_report
 
     with claim_output(out_dir, overwrite, inputs=[artifact, baseline, tokenizer_from]) as out_dir:
-        report = run_verification(artifact, baseline, backends, baseline_backend, settings, tokenizer_from)
+        report = run_verification(artifact, baseline, backends, baseline_backend, settings, tokenizer_from,
+                                  reuse_baseline)
         if thresholds is not None:
             report.gate = gate.check(report, thresholds)
         with atomic_dir(out_dir, overwrite) as tmp:

@@ -25,10 +25,10 @@ class LlamaCppBackend(Backend):
             raise GPruneError(f"{self.path}: no such file")
         self.threads = threads
         try:
-            # logits_all: logits() needs every position. The score buffer is allocated lazily by the
-            # OS (np.ndarray, untouched pages), so generate(), which never writes it, stays lean.
+            # logits_all stays off: generate() asks for the last position only (what a llama.cpp server
+            # computes), and scoring (_feed) says per batch which positions it needs
             self._llm = llama_cpp.Llama(str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                                        logits_all=True, verbose=False)
+                                        verbose=False)
         except (ValueError, RuntimeError, OSError) as e:
             raise GPruneError(f"{self.path}: llama.cpp cannot load this GGUF ({first_line(e)})") from None
         # close before interpreter teardown: llama-cpp-python's own __del__ fails once modules are gone
@@ -42,36 +42,51 @@ class LlamaCppBackend(Backend):
     def n_ctx(self) -> int:
         return self._llm.n_ctx()
 
-    def _check_length(self, ids) -> None:
-        if len(ids) > self.n_ctx:
-            raise GPruneError(f"{len(ids)} tokens exceed llama.cpp's context of {self.n_ctx}")
+    def _check_length(self, n_tokens: int) -> None:
+        if n_tokens > self.n_ctx:
+            raise GPruneError(f"{n_tokens} tokens exceed llama.cpp's context of {self.n_ctx}")
+
+    def _feed(self, tokens: list[int], start: int, every: bool):
+        """Feed `tokens` at positions start.. on top of the cache's first `start` positions, in
+        llama-cpp-python's batches (what Llama.eval does, so the figures are eval's to the bit); yield
+        each batch's logits, of every position or (every=False) of the last batch's last one. A
+        yielded array is llama.cpp's own buffer, valid until the next batch: read in place, where
+        eval copied [positions, vocab] floats into Llama.scores (100 MB per 512-token window)."""
+        llm = self._llm
+        llm.n_tokens = 0  # llama-cpp-python's bookkeeping of the cache: generate() starts from reset()
+        llm._ctx.kv_cache_seq_rm(0, start, -1)
+        for offset in range(0, len(tokens), llm.n_batch):
+            batch = tokens[offset:offset + llm.n_batch]
+            wanted = every or offset + len(batch) == len(tokens)
+            llm._batch.set_batch(batch=batch, n_past=start + offset, logits_all=every)
+            llm._ctx.decode(llm._batch)
+            if wanted:
+                yield np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(batch) if every else 1, self.vocab_size))
 
     def logits(self, ids: list[int]) -> np.ndarray:
-        self._check_length(ids)
-        self._llm._logits_all = True
-        self._llm.reset()
-        self._llm.eval(list(ids))
-        return np.array(self._llm.scores[:len(ids)], dtype=np.float32)
+        self._check_length(len(ids))
+        return np.concatenate([batch.copy() for batch in self._feed(list(ids), 0, every=True)])
 
     def score_continuations(self, items, max_length: int):
-        """loglik.score with the context evaluated once per item and kept in the KV cache:
-        each choice rewinds to the end of the context and evaluates only its own tokens."""
+        """loglik.score with the context evaluated once per item and kept in the KV cache: each
+        choice rewinds to the end of the context and evaluates only its own tokens. Only the logits
+        that are scored are computed: the context's last position's, then each choice's."""
         from runtime_checks.loglik import fit, score_positions
 
-        self._llm._logits_all = True
         results = []
         for context, continuations in items:
             longest = max(len(c) for c in continuations)
             ctx = fit(context, [0] * longest, min(max_length, self.n_ctx))
-            self._check_length(ctx + [0] * (longest - 1))
-            self._llm.reset()
-            self._llm.eval(ctx)
+            self._check_length(len(ctx) + longest - 1)
+            [last] = [logits.copy() for logits in self._feed(ctx, 0, every=False)]  # predicts each first token
             row = []
             for cont in continuations:
-                self._llm.n_tokens = len(ctx)  # eval() drops cached positions past n_tokens
-                self._llm.eval(cont[:-1])
-                logits = self._llm.scores[len(ctx) - 1:len(ctx) - 1 + len(cont)]
-                row.append(score_positions(logits, cont))
+                scored = score_positions(last, cont[:1])
+                done = 1
+                for logits in self._feed(cont[:-1], len(ctx), every=True):
+                    scored += score_positions(logits, cont[done:done + len(logits)])
+                    done += len(logits)
+                row.append(scored)
             results.append(row)
         return results
 
@@ -82,20 +97,15 @@ class LlamaCppBackend(Backend):
         return int(last.argmax())
 
     def generate(self, ids: list[int], max_new_tokens: int) -> GenerationTiming:
-        self._check_length(list(ids) + [0] * max_new_tokens)
-        # Serving mode: logits for the last position only (what a llama.cpp server computes).
-        self._llm._logits_all = False
-        try:
-            self._llm.reset()
-            start = time.perf_counter()
-            token = self._eval_last(list(ids))
-            first = time.perf_counter()
-            tokens = [token]
-            for _ in range(max_new_tokens - 1):
-                tokens.append(self._eval_last([tokens[-1]]))
-            end = time.perf_counter()
-        finally:
-            self._llm._logits_all = True
+        self._check_length(len(ids) + max_new_tokens)
+        self._llm.reset()
+        start = time.perf_counter()
+        token = self._eval_last(list(ids))
+        first = time.perf_counter()
+        tokens = [token]
+        for _ in range(max_new_tokens - 1):
+            tokens.append(self._eval_last([tokens[-1]]))
+        end = time.perf_counter()
         return GenerationTiming(tokens=tokens, prompt_tokens=len(ids), prefill_s=first - start,
                                 first_token_s=first - start, decode_s=max(end - first, 1e-9))
 
