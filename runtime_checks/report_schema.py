@@ -102,7 +102,7 @@ class SpeedComparison:
     candidate: SpeedFigures  # medians over pairs
     baseline: SpeedFigures
     ratio: dict[str, RatioSummary]  # figure name -> summary; > 1 is faster for tok/s, slower for ttft
-    stopped_by: str | None = None  # "width", "max_pairs" or "max_seconds"; None in older reports
+    stopped_by: str | None = None  # "width", "decided", "max_pairs" or "max_seconds"; None in older reports
     seconds: float | None = None  # the speed phase, warm-up included
 
     def to_dict(self) -> dict:

@@ -84,13 +84,21 @@ def ratio_summary(ratios: list[float], confidence: float) -> RatioSummary:
                         low=interval[0], high=interval[1])
 
 
-def _stop_reason(ratios: list[float], settings: SpeedSettings, elapsed: float) -> str | None:
+def _stop_reason(ratios: list[float], settings: SpeedSettings, elapsed: float,
+                 decide: float | None = None) -> str | None:
     """Why no further pair is timed, or None to time another. The time cap stops before a pair
-    that would end past it (judged by the mean pair so far); the minimum pairs always run."""
+    that would end past it (judged by the mean pair so far); the minimum pairs always run.
+    With `decide` (a threshold the decode ratio is gated on), an interval that excludes it ends
+    the timing however wide, and one that holds it goes on to the caps however narrow: pairs
+    are spent where they change the verdict."""
     n = len(ratios)
     if n < settings.pairs:
         return None
-    if relative_width(ratio_interval(ratios, settings.confidence)) <= settings.target_width:
+    interval = ratio_interval(ratios, settings.confidence)
+    if decide is not None and interval is not None:
+        if not interval[0] <= decide <= interval[1]:
+            return "decided"
+    elif relative_width(interval) <= settings.target_width:
         return "width"
     if n >= settings.pair_cap:
         return "max_pairs"
@@ -106,10 +114,11 @@ def _postfix(ratios: list[float], confidence: float) -> str:
 
 
 def compare_speed(candidate, baseline, prompt_source: list[int], settings: SpeedSettings,
-                  clock=time.perf_counter) -> SpeedComparison:
+                  clock=time.perf_counter, decide: float | None = None) -> SpeedComparison:
     """Medians per model and candidate/baseline ratios per pair, each ratio with its interval;
-    `prompt_source` supplies the prompts. Pairs are added until `_stop_reason` says stop;
-    `clock` is for tests (a fake backend with a fake clock)."""
+    `prompt_source` supplies the prompts. Pairs are added until `_stop_reason` says stop (with
+    `decide`, the decode threshold a gate will check); `clock` is for tests (a fake backend with
+    a fake clock)."""
     prefill_ids = prompt_source[:settings.prefill_tokens]
     prompt_ids = prompt_source[:settings.prompt_tokens]
     run = {"candidate": candidate, "baseline": baseline}
@@ -129,7 +138,7 @@ def compare_speed(candidate, baseline, prompt_source: list[int], settings: Speed
             decode = [p["candidate"][STOP_FIGURE] / p["baseline"][STOP_FIGURE] for p in pairs]
             bar.update()
             bar.set_postfix_str(_postfix(decode, settings.confidence))
-            stopped_by = _stop_reason(decode, settings, clock() - started)
+            stopped_by = _stop_reason(decode, settings, clock() - started, decide)
     return SpeedComparison(
         settings=settings.replace(prefill_tokens=len(prefill_ids), prompt_tokens=len(prompt_ids)),
         candidate=samples["candidate"].medians(),

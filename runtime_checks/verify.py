@@ -102,8 +102,10 @@ def _baseline_run(base, baseline, name: str, tokenizer, settings: VerifySettings
 
 def run_verification(artifact, baseline, backends=None, baseline_backend: str | None = None,
                      settings: VerifySettings | None = None, tokenizer_from=None,
-                     reuse_baseline: bool = False) -> Report:
+                     reuse_baseline: bool = False, decode_threshold: float | None = None) -> Report:
     """The report of `artifact` on each of `backends` against `baseline` (not gated, not written).
+    `decode_threshold`: the decode speedup a gate will check; speed pairs go on while their
+    interval holds it (speed.compare_speed's `decide`).
     The text is tokenized by the baseline's tokenizer, or by `tokenizer_from`'s (an HF directory).
     `reuse_baseline` takes the baseline's accuracy, perplexity and memory from runtime_checks.baseline_cache
     when an earlier verification measured them under the same settings (and stores them when not);
@@ -131,7 +133,8 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
             with load_backend(name, artifact, settings.threads) as cand:
                 run = _run(cand, artifact, name, tokenizer, settings)
                 parity = compare_logits(base_logits, cand.logits(parity_ids), parity_ids)
-                speed = compare_speed(cand, base, prompt, settings.speed) if settings.speed else None
+                speed = (compare_speed(cand, base, prompt, settings.speed, decide=decode_threshold)
+                         if settings.speed else None)
             candidates.append(CandidateRun.of(run, parity, speed, compare_runs(run, baseline_run, speed)))
     return Report(artifact=str(artifact), baseline=str(baseline), settings=settings, environment=env,
                   baseline_run=baseline_run, candidates=candidates, baseline_cached=cached)
@@ -148,7 +151,7 @@ def verify(artifact, baseline, out_dir, backends=None, baseline_backend: str | N
 
     with claim_output(out_dir, overwrite, inputs=[artifact, baseline, tokenizer_from]) as out_dir:
         report = run_verification(artifact, baseline, backends, baseline_backend, settings, tokenizer_from,
-                                  reuse_baseline)
+                                  reuse_baseline, (thresholds or {}).get("min_decode_speedup"))
         if thresholds is not None:
             report.gate = gate.check(report, thresholds)
         with atomic_dir(out_dir, overwrite) as tmp:

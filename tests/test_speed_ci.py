@@ -85,11 +85,11 @@ class FakeBackend:
                                 first_token_s=0.01 / speed, decode_s=max(max_new_tokens - 1, 1) / (100 * speed))
 
 
-def _compare(noise: float, **settings):
+def _compare(noise: float, decide=None, **settings):
     clock, calls = FakeClock(), []
     cand = FakeBackend("candidate", 1.5, clock, calls, noise, seed=1)
     base = FakeBackend("baseline", 1.0, clock, calls, noise, seed=2)
-    speed = compare_speed(cand, base, list(range(600)), SpeedSettings(**settings), clock=clock)
+    speed = compare_speed(cand, base, list(range(600)), SpeedSettings(**settings), clock=clock, decide=decide)
     return speed, calls
 
 
@@ -121,6 +121,15 @@ def test_noisy_timings_stop_at_the_time_cap():
     assert speed.seconds <= 40
     speed, _ = _compare(0.4, pairs=9, max_pairs=31, max_seconds=1)  # the minimum always runs
     assert len(speed.ratio["decode_tok_s"].pairs) == 9
+
+
+def test_a_threshold_to_decide_spends_pairs_only_where_the_verdict_is_open():
+    # far from the threshold: settled at the minimum, however wide the interval
+    speed, _ = _compare(0.4, decide=1.0, pairs=5, max_pairs=31, max_seconds=None)
+    assert speed.stopped_by == "decided" and len(speed.ratio["decode_tok_s"].pairs) == 5
+    # the deterministic ratio is exactly 1.5: an interval holding the threshold never narrows it away
+    speed, _ = _compare(0.0, decide=1.5, pairs=5, max_pairs=9, max_seconds=None)
+    assert speed.stopped_by == "max_pairs" and len(speed.ratio["decode_tok_s"].pairs) == 9
 
 
 def test_fixed_pairs_is_pairs_equal_max_pairs():
