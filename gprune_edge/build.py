@@ -251,7 +251,8 @@ class _Build:
             pruned, dense = Candidate(self.recipe.sparsity, fmt, dtype), Candidate(0.0, fmt, dtype)
             report = self.check(pruned, dense, settings, self.profile.gate, "reports")
             pruned.verdict = report.gate.verdict
-            dense.perplexity_ratio = dense.max_perplexity_ratio = 1.0
+            dense.perplexity_ratio = dense.max_perplexity_ratio = 1.0  # by definition: the ratios' denominator
+            dense.decode_speedup = {"median": 1.0, "low": None, "high": None, "pairs": 0}
             dense.verdict = "baseline"
             candidates += [dense, pruned]
             shipped.append(self._shipped(pruned, dense, report))
@@ -285,11 +286,11 @@ class _Build:
             report = self.check(c, reference, _reference_settings(settings, c is reference), thresholds, "checks")
             misses = report.gate.failures + report.gate.undecided
             c.verdict = "misses: " + "; ".join(misses) if misses else "meets budgets"
+            if not misses and (best is None or c.perplexity_ratio < best.perplexity_ratio):
+                best = c
             too_far = budgets.max_perplexity_ratio is not None and c.max_perplexity_ratio > budgets.max_perplexity_ratio
             if too_far or (best is not None and c.perplexity_ratio >= best.perplexity_ratio):
                 given_up.add((c.format, c.dtype))  # more sparsity only adds error at this type
-            if not misses and (best is None or c.perplexity_ratio < best.perplexity_ratio):
-                best = c
         if best is None:
             raise GPruneError(_closest(budgets, candidates))
         measured = {k: getattr(best, k) for k in ("perplexity_ratio", "max_perplexity_ratio", "decode_speedup")}

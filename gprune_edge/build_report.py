@@ -64,6 +64,10 @@ def _frontier_png(result) -> bytes:
         for c in measured if ax is axes[0][0] else with_speed:
             marker = "o" if c.sparsity == 0 else "s"
             ax.scatter(x_of(c), c.perplexity_ratio, color=colors[c.dtype], marker=marker, s=40)
+            d = c.decode_speedup
+            if ax is not axes[0][0] and d["low"] is not None:  # the speed's confidence interval
+                ax.errorbar(d["median"], c.perplexity_ratio, xerr=[[d["median"] - d["low"]], [d["high"] - d["median"]]],
+                            color=colors[c.dtype], capsize=3, linewidth=1)
             ax.annotate(f"{c.sparsity:.0%}" if c.sparsity else "dense", (x_of(c), c.perplexity_ratio),
                         fontsize=7, xytext=(4, 3), textcoords="offset points")
             if c.artifact in shipped:
