@@ -31,10 +31,9 @@ from edgecore.params import prunable_params
 from gprune.distill import recover
 from gprune.prune import prune
 from gprune_edge.budgets import MB, predicted_misses, predicted_size
-from gprune_edge.build_config import (  # noqa: F401  (the build's public names live here too)
-    BUILD_DISTRIBUTIONS, BUILD_TASKS, DEFAULT_DISTILL_TOKENS, BuildConfig, default_verify_settings)
+from gprune_edge.build_config import BuildConfig
 from gprune_edge.export import export
-from gprune_edge.run_folder import RunFolder, log, remove_path, stage_key
+from gprune_edge.run_folder import RunFolder, remove_path, stage_key
 from gprune_edge.targets import TargetProfile, load_target
 from runtime_checks.report_schema import GateResult, Report
 from runtime_checks.verify import verify
@@ -79,10 +78,6 @@ class Candidate:
 
     def to_dict(self) -> dict:
         return {"label": self.label, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Candidate":
-        return cls(**{k: v for k, v in data.items() if k != "label"})
 
 
 @dataclass
@@ -263,16 +258,14 @@ class _Build:
         types = [tuple(t.split(":", 1)) for t in self.profile.search_types]
         sparsities = sorted({0.0, *self.profile.search_sparsities}) if self.config.sparsity is None \
             else [self.config.sparsity]
-        reference = Candidate(0.0, *types[0])
-        self.artifact(reference)
         dense = {t: Candidate(0.0, *t) for t in types}
-        dense[types[0]] = reference
+        reference = dense[types[0]]  # the dense model at the target's default type: every ratio's denominator
         for c in dense.values():
             self.artifact(c)
         candidates = self._predict(sparsities, types, dense, reference)
         viable = [c for c in candidates if not c.verdict]
         if not viable:
-            raise GPruneError(_unreachable(budgets, candidates, self.config.sparsity))
+            raise GPruneError(_unreachable(budgets, candidates, self.config.sparsity, reference))
         settings, thresholds = self.config.search_settings(self.profile), budgets.gate()
         best, given_up = None, set()
         for c in viable:
@@ -351,13 +344,13 @@ def _fill(c: Candidate, report: Report) -> None:
     c.accuracy_delta = run.comparison.mean_accuracy.delta
 
 
-def _unreachable(budgets, candidates, sparsity) -> str:
+def _unreachable(budgets, candidates, sparsity, reference: Candidate) -> str:
     smallest = min(candidates, key=lambda c: c.size_bytes)
     where = f"at sparsity {sparsity:g} (drop --sparsity to let the build search)" if sparsity is not None else \
         "among the target's candidates"
     return (f"no artifact can meet {budgets.describe()} {where}: the smallest is about "
             f"{smallest.size_bytes / MB:.4g} MB ({smallest.label}), its decode bound about "
-            f"{candidates[0].size_bytes / smallest.size_bytes:.2f}x")
+            f"{reference.size_bytes / smallest.size_bytes:.2f}x")
 
 
 def _closest(budgets, candidates) -> str:

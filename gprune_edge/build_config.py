@@ -144,6 +144,6 @@ def _from_flat(data: dict) -> dict:
     recipe["method"] = {"name": data.pop("method", "gprune"), **options}
     verify_settings = {new: data.pop(old) for old, new in verify_fields.items() if old in data}
     default = {**default_verify_settings().to_dict(), "limit": 100}  # version 1's default
-    speed = {**default["speed"], **({"pairs": data.pop("pairs")} if "pairs" in data else {})}
+    speed = {**SpeedSettings().to_dict(), **({"pairs": data.pop("pairs")} if "pairs" in data else {})}
     return {**data, "calib_cache": calib_cache, "prune": {"version": 2, **recipe},
             "verify": {**default, **verify_settings, "speed": speed}}
