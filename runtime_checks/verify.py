@@ -145,7 +145,8 @@ def verify(artifact, baseline, out_dir, backends=None, baseline_backend: str | N
            tokenizer_from=None, reuse_baseline: bool = False) -> Report:
     """run_verification, the gate when `thresholds` are given (gate.load_thresholds), then report.json,
     report.md and report.html written atomically to `out_dir`. The gate's verdict is `report.gate`
-    (None without thresholds): `report.gate.passed`, and `report.gate.failures`, one line per failure."""
+    (None without thresholds): `report.gate.verdict` ("pass", "fail" or "undecided": a speed interval
+    holding its threshold), with `report.gate.failures` and `report.gate.undecided`, a line each."""
     from runtime_checks import gate
     from runtime_checks.report import write_report
 
