@@ -18,7 +18,7 @@ command continues an interrupted build; build.json and the report are written la
 from __future__ import annotations
 
 import json
-import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from runtime_checks.report_schema import GateResult, Report
 from runtime_checks.verify import verify
 
 BUILD_FILE = "build.json"
+UNTIMED_SPEEDUP = {"median": 1.0, "low": None, "high": None, "pairs": 0}  # a baseline's, by definition
 FINAL_FILES = (BUILD_FILE, "report.md", "report.html", "frontier.png")  # written last, removed first
 
 
@@ -247,7 +248,7 @@ class _Build:
             report = self.check(pruned, dense, settings, self.profile.gate, "reports")
             pruned.verdict = report.gate.verdict
             dense.perplexity_ratio = dense.max_perplexity_ratio = 1.0  # by definition: the ratios' denominator
-            dense.decode_speedup = {"median": 1.0, "low": None, "high": None, "pairs": 0}
+            dense.decode_speedup = dict(UNTIMED_SPEEDUP)
             dense.verdict = "baseline"
             candidates += [dense, pruned]
             shipped.append(self._shipped(pruned, dense, report))
@@ -333,13 +334,13 @@ def _reference_settings(settings, is_reference: bool):
 def _fill(c: Candidate, report: Report) -> None:
     run = report.candidates[0]
     ratios = [p.ratio for p in run.comparison.perplexity.values()]
-    c.perplexity_ratio = math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None
+    c.perplexity_ratio = statistics.geometric_mean(ratios) if ratios else None
     c.max_perplexity_ratio = run.comparison.max_perplexity_ratio
     decode = run.speed.ratio["decode_tok_s"] if run.speed else None
     c.decode_speedup = decode and {"median": decode.median, "low": decode.low, "high": decode.high,
                                    "pairs": len(decode.pairs)}
     if run.speed is None and report.artifact == report.baseline:
-        c.decode_speedup = {"median": 1.0, "low": 1.0, "high": 1.0, "pairs": 0}
+        c.decode_speedup = dict(UNTIMED_SPEEDUP)
     c.peak_memory_mb = run.memory.peak_rss_mb if run.memory else None
     c.accuracy_delta = run.comparison.mean_accuracy.delta
 

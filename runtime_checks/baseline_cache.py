@@ -20,12 +20,12 @@ import datetime
 import hashlib
 import importlib
 import json
-from importlib import metadata
 from pathlib import Path
 
 from edgecore.loading import resolve
 from edgecore.outputs import write_atomic
 from edgecore.pinned import cache_dir
+from runtime_checks.environment import package_version
 from runtime_checks.footprint import footprint
 from runtime_checks.report_schema import Run
 
@@ -74,13 +74,6 @@ def _local(spec) -> Path | None:
     return resolved if isinstance(resolved, Path) else None
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _runtime_version(backend: str) -> str | None:
     from runtime_checks.backends import BACKENDS
 
@@ -98,8 +91,8 @@ def key(baseline, backend: str, settings, tokenizer_from=None) -> str | None:
     inputs = {
         "baseline": content_hash(path),
         "tokenizer": None if tokenizer_path is None else content_hash(tokenizer_path),
-        "backend": backend, "runtime": _runtime_version(backend), "transformers": _version("transformers"),
-        "project": _version("gprune-edge"), "harness": HARNESS_VERSION,
+        "backend": backend, "runtime": _runtime_version(backend), "transformers": package_version("transformers"),
+        "project": package_version("gprune-edge"), "harness": HARNESS_VERSION,
         "tasks": list(settings.tasks), "distributions": distributions, "limit": settings.limit,
         "seed": settings.seed, "seq_len": settings.seq_len, "max_windows": settings.max_windows,
         "threads": settings.threads, "memory": settings.memory,

@@ -23,7 +23,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution, None when it is not installed."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -38,5 +39,5 @@ def environment(threads: int | None) -> Environment:
         threads=threads,
         platform=platform.platform(),
         python=platform.python_version(),
-        packages={name: _version(name) for name in PACKAGES},
+        packages={name: package_version(name) for name in PACKAGES},
     )
