@@ -32,6 +32,13 @@ def _is_gpt2_bytelevel(step: dict) -> bool:
     return step.get("type") == "ByteLevel" and step.get("use_regex", True) and not step.get("add_prefix_space")
 
 
+def _digits_stand_alone(tokenizer_json: dict) -> bool:
+    """No vocabulary entry joins a digit 0-9 to anything: every number is tokenized digit by digit. (Byte-level
+    tokens spell the digits as themselves; str.isdigit would also match the byte symbols ² and ³.)"""
+    vocab = tokenizer_json["model"].get("vocab", {})
+    return bool(vocab) and not any(len(t) > 1 and any(c in "0123456789" for c in t) for t in vocab)
+
+
 def _split_pattern(step: dict) -> str | None:
     if step.get("type") != "Split":
         return None
@@ -42,15 +49,18 @@ def pre_tokenizer_name(tokenizer_json: dict) -> str:
     """llama.cpp's name for the pre-tokenizer described in tokenizer.json.
 
     Matched by structure rather than by llama.cpp's hash of sample tokenizations:
-    - ByteLevel with GPT-2's regex                   -> "gpt-2"
-    - Digits(individual) then GPT-2 ByteLevel         -> "smollm" (SmolLM/SmolLM2: each digit apart)
+    - ByteLevel with GPT-2's regex                   -> "gpt-2", or "smollm" when no token holds a digit
+      beside another character (SmolLM2 as transformers rebuilds it from a GGUF): llama.cpp's smollm splits
+      every digit apart first, which then gives the same tokens, and keeps spaces as written on decoding
+      (gpt-2 "cleans" them, unlike the model's own tokenizer)
+    - Digits(individual) then GPT-2 ByteLevel         -> "smollm" (SmolLM/SmolLM2's tokenizer.json)
     - Split on Qwen2's regex, ByteLevel without regex -> "qwen2"
     - Split on Llama 3's regex, ByteLevel w/o regex   -> "llama-bpe"
     """
     steps = _steps(tokenizer_json.get("pre_tokenizer"))
     kinds = [s.get("type") for s in steps]
     if kinds == ["ByteLevel"] and _is_gpt2_bytelevel(steps[0]):
-        return "gpt-2"
+        return "smollm" if _digits_stand_alone(tokenizer_json) else "gpt-2"
     if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits") and _is_gpt2_bytelevel(steps[1]):
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True):

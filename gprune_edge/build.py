@@ -224,13 +224,16 @@ class _Build:
 
     def check(self, candidate: Candidate, baseline: Candidate, settings, thresholds: dict, where: str) -> Report:
         """Verify the candidate against the baseline artifact; fills the candidate's figures."""
-        key = stage_key("verify", self.artifact(candidate), self.artifact(baseline), settings.to_dict(), thresholds)
+        runtime = self.profile.runtime_for(candidate.format)
+        key = stage_key("verify", self.artifact(candidate), self.artifact(baseline), settings.to_dict(), thresholds,
+                        runtime)
         rel = f"{where}/{candidate.label}"
         dense_dir, _ = self._dense()
 
         def make(path, resume):
-            verify(self.out / candidate.artifact, self.out / baseline.artifact, path, settings=settings,
-                   thresholds=thresholds, tokenizer_from=dense_dir, reuse_baseline=True)
+            verify(self.out / candidate.artifact, self.out / baseline.artifact, path, backends=[runtime],
+                   baseline_backend=runtime, settings=settings, thresholds=thresholds, tokenizer_from=dense_dir,
+                   reuse_baseline=True)
             return {}
         self.folder.run(f"verify {candidate.label} ({where})", rel, key, make)
         report = Report.from_dict(json.loads((self.out / rel / "report.json").read_text()))

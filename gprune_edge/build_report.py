@@ -92,8 +92,14 @@ def _frontier_png(result) -> bytes:
     return buffer.getvalue()
 
 
+def runtimes(result) -> str:
+    """The runtimes every candidate was measured on, e.g. "onnxruntime-web"."""
+    return ", ".join(sorted({result.target.runtime_for(c.format) for c in result.candidates}))
+
+
 def to_markdown(result) -> str:
-    lines = [f"# Build for {result.target.name}", "", f"Verdict: **{result.verdict}**."]
+    lines = [f"# Build for {result.target.name}", "", f"Verdict: **{result.verdict}**. Every artifact was "
+             f"verified on {runtimes(result)}, against the dense model on the same runtime."]
     if result.note:
         lines += ["", result.note[0].upper() + result.note[1:] + "."]
     if result.config.budgets.given:

@@ -7,6 +7,7 @@ import os
 import platform
 from importlib import metadata
 
+from runtime_checks import web
 from runtime_checks.report_schema import Environment
 
 PACKAGES = ("gprune-edge", "torch", "transformers", "llama-cpp-python", "onnxruntime", "gguf", "numpy")
@@ -39,5 +40,5 @@ def environment(threads: int | None) -> Environment:
         threads=threads,
         platform=platform.platform(),
         python=platform.python_version(),
-        packages={name: package_version(name) for name in PACKAGES},
+        packages={**{name: package_version(name) for name in PACKAGES}, **web.versions()},
     )

@@ -41,6 +41,9 @@ def main(argv=None) -> None:
     prompt = [3 + (7 * i) % (backend.vocab_size - 3) for i in range(args.prompt_tokens)]  # any valid ids
     backend.generate(prompt, args.new_tokens)
     peak = peak_rss_mb()
+    if hasattr(backend, "process_memory"):  # the model lives in another process (Node): its figures
+        own = backend.process_memory()
+        peak, before_load = own["peak_rss_mb"], own["before_load_mb"]
     backend.close()
     # model_mb: what loading and running added on top of the interpreter and its imports
     print(json.dumps({"peak_rss_mb": peak, "before_load_mb": before_load, "model_mb": peak - before_load}))

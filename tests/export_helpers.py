@@ -91,3 +91,7 @@ def tolerance_problems(parity: dict, dtype: str) -> list[str]:
     if abs(parity["ppl_ratio"] - 1) > tol.max_ppl_drift:
         problems.append(f"perplexity ratio {parity['ppl_ratio']:.3f} outside 1 ± {tol.max_ppl_drift}")
     return problems
+
+needs_node = pytest.mark.skipif(__import__("shutil").which("node") is None,
+                                reason="Node.js is not on PATH: the onnxruntime-web backend runs in Node "
+                                       "(apt install nodejs npm)")

@@ -51,14 +51,20 @@ def test_pruned_gguf_q8_0_loads_and_runs(pruned_q8_0):
 
 
 def test_gguf_tokenizes_like_transformers(pruned_q8_0, pruned_smollm2):
+    from gguf import GGUFReader
     from transformers import AutoTokenizer
 
+    pre = GGUFReader(pruned_q8_0.path).fields["tokenizer.ggml.pre"]
+    assert bytes(pre.parts[-1]).decode() == "smollm"  # SmolLM2's own name, not the generic gpt-2
     tokenizer = AutoTokenizer.from_pretrained(pruned_smollm2)
     with load_backend("llama.cpp", pruned_q8_0.path, threads=1) as backend:
         llama = backend._llm
-        for text in (MIXED_TEXT, MIXED_TEXT.replace("\n", " "), "  leading and trailing  "):
+        for text in (MIXED_TEXT, MIXED_TEXT.replace("\n", " "), "  leading and trailing  ",
+                     "Spaced , as written . It 's 42 ! 2024-11-24"):
             expected = tokenizer(text, add_special_tokens=False)["input_ids"]
             assert llama.tokenize(text.encode(), add_bos=False, special=True) == expected
+            # gpt-2's pre-tokenizer would "clean" " ," into "," on decoding; smollm keeps the text
+            assert llama.detokenize(expected, special=True).decode() == tokenizer.decode(expected)
 
 
 def test_pruned_onnx_int4_loads_and_runs(pruned_smollm2, tmp_path):

@@ -62,7 +62,7 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
     from gprune.methods import method_config
     from gprune_edge.build import BuildConfig, build as run_build
     from gprune_edge.build_config import thorough_verify_settings
-    from gprune_edge.build_report import summary_table
+    from gprune_edge.build_report import runtimes, summary_table
     from gprune_edge.cli.recover import parse_tokens
     from runtime_checks.gate import EXIT_FAIL, EXIT_UNDECIDED
 
@@ -93,6 +93,7 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
     config = config.replace(prune=recipe, verify=settings, budgets=config.budgets.replace(**budgets), **overrides)
     _log_stages()
     result = run_build(config, out, overwrite)
+    click.echo(f"measured on {runtimes(result)}")
     click.echo(summary_table(result))
     for label, r in result.recovery.items():
         kl = (f": held-out KL to the dense model {r['heldout_kl_before']:.4f} -> {r['heldout_kl_after']:.4f}"

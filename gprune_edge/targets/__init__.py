@@ -12,12 +12,12 @@ from typing import ClassVar
 
 from edgecore.errors import GPruneError
 from edgecore.typed_config import TypedConfig, read_json
-from exporters import check_request
+from exporters import RUNTIMES, SERVING_RUNTIMES, check_request
 from runtime_checks.gate import check_thresholds
 
 HERE = Path(__file__).parent
 DEFAULT_SEARCH_SPARSITIES = (0.0, 0.1, 0.2, 0.35, 0.5)
-OPTIONAL = ("gate", "search", "search_sparsities")
+OPTIONAL = ("gate", "search", "search_sparsities", "runtime")
 
 
 @dataclass
@@ -34,6 +34,9 @@ class TargetProfile(TypedConfig):
     # one format at these sparsities (0: the dense model quantized); the first artifact is the reference.
     search: list[str] = field(default_factory=list)
     search_sparsities: list[float] = field(default_factory=lambda: list(DEFAULT_SEARCH_SPARSITIES))
+    # the runtime that verifies every artifact (runtime_checks backend name); empty: the format's own
+    # (exporters.RUNTIMES), e.g. "onnxruntime-web" for ONNX served by a browser page
+    runtime: str = ""
     what: ClassVar[str] = "target profile"
 
     def validate(self) -> None:
@@ -52,7 +55,15 @@ class TargetProfile(TypedConfig):
         if not self.search_sparsities or any(not 0.0 <= s < 1.0 for s in self.search_sparsities):
             raise GPruneError(f"target {self.name}: search_sparsities must be values in [0, 1), "
                               f"got {self.search_sparsities}")
+        for fmt in {f for f, _ in self.formats}:
+            if self.runtime and self.runtime not in SERVING_RUNTIMES[fmt]:
+                raise GPruneError(f"target {self.name}: runtime {self.runtime!r} does not serve {fmt}; "
+                                  f"choose one of: {', '.join(SERVING_RUNTIMES[fmt])}")
         self.gate = check_thresholds(self.gate, f"target {self.name} gate")
+
+    def runtime_for(self, fmt: str) -> str:
+        """The runtime_checks backend that verifies this target's artifacts of format `fmt`."""
+        return self.runtime or RUNTIMES[fmt]
 
     @property
     def formats(self) -> list[tuple[str, str]]:

@@ -17,6 +17,8 @@ BACKENDS = {
                   "pip install 'gprune-edge[llama]' (llama-cpp-python)"),
     "onnxruntime": ("runtime_checks.backends.onnxruntime_backend", "OnnxRuntimeBackend", "onnxruntime",
                     "pip install onnxruntime"),
+    # onnx reads the graph's interface; Node and the npm package are checked by the class (check_available)
+    "onnxruntime-web": ("runtime_checks.backends.web_backend", "WebBackend", "onnx", "pip install onnx"),
 }
 BACKEND_NAMES = tuple(BACKENDS)
 
@@ -50,7 +52,10 @@ def backend_class(name: str):
             raise GPruneError(f"backend {name} is not available in this installation ({module_name} is missing)") \
                 from None
         raise GPruneError(f"backend {name} needs package {e.name}: {install}") from None
-    return getattr(module, class_name)
+    cls = getattr(module, class_name)
+    if hasattr(cls, "check_available"):  # a runtime outside Python (Node): fail here, before any model loads
+        cls.check_available()
+    return cls
 
 
 def check_artifact(name: str, path) -> None:
@@ -60,8 +65,8 @@ def check_artifact(name: str, path) -> None:
         raise GPruneError(f"{path}: no such file or directory")
     if name == "llama.cpp" and path.suffix != ".gguf":
         raise GPruneError(f"{path}: the llama.cpp backend needs a .gguf file")
-    if name == "onnxruntime" and not _is_onnx(path):
-        raise GPruneError(f"{path}: the onnxruntime backend needs a .onnx file or a directory with model.onnx")
+    if name in ("onnxruntime", "onnxruntime-web") and not _is_onnx(path):
+        raise GPruneError(f"{path}: the {name} backend needs a .onnx file or a directory with model.onnx")
     if name == "torch" and path.suffix == ".onnx":
         raise GPruneError(f"{path}: the torch backend cannot run an ONNX file; use --backend onnxruntime")
 
