@@ -30,6 +30,31 @@ def as_stock_if_possible(model: nn.Module) -> nn.Module:
     return stock.eval()
 
 
+# transformers 5 names a tokenizer.json tokenizer "TokenizersBackend", a class 4.x lacks; both read
+# "PreTrainedTokenizerFast" as the same tokenizer (same ids, no BOS added), so that is what we write
+PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+
+
+def save_tokenizer(tokenizer, directory: Path) -> None:
+    """The tokenizer's files, readable by transformers 4.x and 5.x alike."""
+    tokenizer.save_pretrained(directory)
+    path = Path(directory) / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = PORTABLE_TOKENIZER_CLASS
+        path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def save_config(config, directory: Path) -> None:
+    """config.json with head_dim written out (runtimes that derive it as hidden / heads go wrong once heads
+    are pruned) and, for per-layer widths, the configuration and modeling files it references."""
+    if getattr(config, "head_dim", None) is None:
+        config.head_dim = config.hidden_size // config.num_attention_heads
+    config.save_pretrained(directory)
+    if isinstance(config, GPruneLlamaConfig):
+        _attach_remote_code(Path(directory))
+
+
 def _attach_remote_code(directory: Path) -> None:
     """Copy the modeling files in and point config.json's auto_map at them."""
     for module in (configuration_gprune, modeling_gprune):
@@ -49,9 +74,8 @@ def save_checkpoint(model: nn.Module, tokenizer, out: str | Path, overwrite: boo
     model = as_stock_if_possible(model)
     with atomic_dir(out, overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if isinstance(model.config, GPruneLlamaConfig):
-            _attach_remote_code(tmp)
+        save_config(model.config, tmp)  # again: head_dim explicit, remote code attached
+        save_tokenizer(tokenizer, tmp)
         for name, content in (extra_files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):

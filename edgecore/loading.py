@@ -15,6 +15,7 @@ from accelerate import init_empty_weights
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
 from edgecore import pruned_format  # noqa: F401  (registers the pruned model type with the Auto classes)
+from edgecore.checkpoint import save_tokenizer
 from edgecore.errors import GPruneError, first_line
 from edgecore.families import family_of
 from edgecore.outputs import publish_dir
@@ -156,7 +157,7 @@ def builtin_hf_dir(name: str = DEFAULT_MODEL) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
     try:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
         return publish_dir(tmp, target)  # a process that converted it at the same time may have won
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

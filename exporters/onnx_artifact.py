@@ -1,11 +1,16 @@
 """An ONNX directory: the decoder graph and its weights (exported in fp32, then
 converted to the requested type), with the tokenizer and config beside them so
-that the directory is self-contained for serving."""
+that the directory is self-contained for serving: tokenizer files that transformers 4.x and
+5.x both read, head_dim explicit, and for per-layer widths the configuration code config.json
+names."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from edgecore.checkpoint import save_config, save_tokenizer
+from edgecore.families import is_uniform, layer_shapes, stock_config
+from edgecore.pruned_format import GPruneLlamaConfig
 from edgecore.onnx_names import MODEL_FILE
 from edgecore.outputs import scratch_dir
 from exporters import onnx_quantize
@@ -33,5 +38,16 @@ def write_onnx_artifact(source: Source, dtype: str, dest: Path) -> None:
         with scratch_dir(dest, "fp32") as work:
             export_onnx(source, work / MODEL_FILE)
             _convert(source, dtype, work / MODEL_FILE, model_file)
-    source.tokenizer.save_pretrained(dest)
-    source.config.save_pretrained(dest)
+    save_tokenizer(source.tokenizer, dest)
+    save_config(_serving_config(source.config), dest)
+
+
+def _serving_config(config):
+    """The config written beside the graph. Uniform widths get the stock family's config even with
+    compensation biases: the biases live in the graph, and runtimes that read the config (optimum,
+    transformers.js) know the stock model types only. The biases are noted for the record."""
+    if not isinstance(config, GPruneLlamaConfig) or not is_uniform(layer_shapes(config)):
+        return config
+    stock = stock_config(config)
+    stock.o_proj_bias, stock.down_proj_bias = config.o_proj_bias, config.down_proj_bias
+    return stock

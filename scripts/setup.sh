@@ -21,4 +21,24 @@ if ! ls "$WHEELHOUSE"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
 fi
 $PIP install --quiet --find-links "$WHEELHOUSE" "$LLAMA_CPP"
 $PIP install --quiet -e ".[test]"
+
+# onnxruntime-web runs in Node (the browser target's checks): Node and npm from Debian when absent,
+# then the pinned npm package installed once into the user cache (runtime_checks/web).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    else
+        echo "warning: Node.js/npm not found; the onnxruntime-web tests will be skipped (apt install nodejs npm)"
+    fi
+fi
+if command -v node >/dev/null; then
+    .venv/bin/python -c "from runtime_checks import web; print('onnxruntime-web installed for', web.runner().parent)"
+fi
+
+# optimum's ORTModelForCausalLM needs transformers<4.58: its own venv, used by tests/test_optimum.py
+if [ "${GPRUNE_SKIP_OPTIMUM:-0}" != 1 ]; then
+    [ -x .venv-optimum/bin/python ] || "$PYTHON" -m venv .venv-optimum
+    .venv-optimum/bin/python -m pip install --quiet --upgrade pip
+    .venv-optimum/bin/python -m pip install --quiet -r scripts/optimum-requirements.txt
+fi
 echo "gprune-edge is installed in .venv ($(.venv/bin/gprune-edge --version))"

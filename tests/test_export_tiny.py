@@ -72,6 +72,25 @@ def test_onnx_fp32_parity(tmp_path, family):
     assert {"config.json", "tokenizer.json"} <= {p.name for p in result.path.iterdir()}  # self-contained
 
 
+def test_onnx_folder_is_self_contained(tmp_path):
+    """Per-layer widths: the folder alone gives the config (through the code it names) and a tokenizer that
+    transformers 4.x reads too (not 5.x's TokenizersBackend); head_dim is written out."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = _source(tmp_path)
+    folder = write(source, "onnx", "fp32", tmp_path / "onnx").path
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)  # nothing may point back at the checkpoint it came from
+    config = json.loads((moved / "config.json").read_text())
+    assert config["model_type"] == "gprune_llama" and config["head_dim"] == source.config.head_dim
+    assert {"configuration_gprune.py", "modeling_gprune.py"} <= {p.name for p in moved.iterdir()}
+    assert AutoConfig.from_pretrained(moved, trust_remote_code=True).intermediate_sizes == [96, 64, 32]
+    tokenizer_config = json.loads((moved / "tokenizer_config.json").read_text())
+    assert tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    text = "The capital of France is 42."
+    assert AutoTokenizer.from_pretrained(moved)(text)["input_ids"] == source.tokenizer(text)["input_ids"]
+
+
 def test_onnx_names_and_per_layer_kv_shapes(tmp_path):
     import onnx
 

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 from tiny import random_ids, tiny_model, tiny_tokenizer
 
+from edgecore.families import fits_stock_layout
 from edgecore.params import neuron_params, prunable_params
 from gprune.calibration import CalibConfig, collect
 from gprune.methods import method_config
@@ -225,3 +226,19 @@ def test_propagation_weights_the_measured_cost_by_the_gains(tiny_setup):
     light.gains[1, 1] = 1e-6  # ... or next to nothing: layer 1's FFN goes first
     _, plan = prune_model(model, tok, recipe, calibration=light)
     assert len(plan.keep[1].ffn) == min(len(k.ffn) for k in plan.keep) < 96
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.5])
+def test_uniform_gives_every_layer_the_same_widths_within_budget(tiny_setup, sparsity):
+    model, tok, calib = tiny_setup
+    align = 8
+    options = {"uniform": True, "bias_comp": False}
+    pruned, plan = prune_model(model, tok, recipe_of("gprune", options, sparsity=sparsity, align=align,
+                                                     reconstruct=False), calibration=calib)
+    assert len({(len(k.ffn), len(k.kv_groups)) for k in plan.keep}) == 1
+    before, after = prunable_params(model.config), prunable_params(pruned.config)
+    slack = (len(plan.keep) * (align / 2 * neuron_params(64))) / before  # one width for all: FFN rounding only
+    assert abs((1 - after / before) - sparsity) <= slack + 1e-9
+    assert fits_stock_layout(pruned.config)  # no compensation biases: saved as the stock architecture
+    # the units kept are those GPrune ranks highest in each layer, not the same indices everywhere
+    assert len({tuple(k.ffn.tolist()) for k in plan.keep}) > 1

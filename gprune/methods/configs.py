@@ -60,6 +60,10 @@ class GPruneConfig(MethodConfig):
                                  "sparsity (0 = no cap)")
     propagation: bool = _opt(False, "weight each sublayer's measured cost by how much the loss responds to its "
                                     "output downstream (empirical Fisher on the calibration text)")
+    uniform: bool = _opt(False, "every layer keeps the same widths (the allocation's mean KV groups, the FFN "
+                                "width meeting the budget): the stock architecture, for runtimes without "
+                                "per-layer widths; with bias compensation the HF checkpoint and GGUF stay "
+                                "per-layer (the biases), the ONNX config is the stock one")
 
     def needs_gains(self) -> bool:
         return self.propagation

@@ -2,7 +2,7 @@
 through GPruneConfig (methods/configs.py): distribution sensitivity, behaviour-consistent
 modules, the reliability switch, outlier protection, measured-cost allocation (off: robust
 standardized scores compete globally, as FLAP but median/MAD), the worst-dataset weight,
-per-dataset calibration and bias compensation."""
+per-dataset calibration and bias compensation; `uniform` makes every layer the same size."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from edgecore.families import family_of, layer_shapes
+from edgecore.errors import GPruneError
+from edgecore.families import family_of, is_uniform, layer_shapes
 from edgecore.params import kv_group_params, layer_params, neuron_params
 from gprune.allocation import global_counts, standardize, top_k
 from gprune.calibration import LayerCalib
@@ -22,6 +23,7 @@ from gprune.methods.configs import GPruneConfig
 from gprune.metrics import channel_scores, ffn_magnitude, group_channels, kv_magnitude
 from gprune.neuron_groups import modules_of, outliers, unit_view, unreliable_modules
 from gprune.stats import merge_all
+from gprune.surgery import aligned_width
 
 
 def _datasets(calib, i: int, per_dataset: bool):
@@ -137,15 +139,35 @@ def _allocate_ranked(units: list[LayerUnits], shapes, hidden, qkv_bias, sparsity
     median/MAD); inside a layer every module gives up the same share of its queue."""
     counts = global_counts([lu.ffn_ranking for lu in units], [lu.kv_ranking for lu in units], shapes, hidden,
                            qkv_bias, sparsity, align)
-    ffn_keep, kv_keep = [], []
-    for lu, shape, (n_ffn, n_kv) in zip(units, shapes, counts):
-        share = torch.full((shape.ffn,), torch.inf, dtype=torch.float64)
-        for order in lu.ffn_queues:
-            if order:
-                share[torch.tensor(order)] = torch.arange(len(order), dtype=torch.float64) / len(order)
-        ffn_keep.append(top_k(share, n_ffn))
-        kv_keep.append(top_k(lu.kv_ranking, n_kv))
-    return ffn_keep, kv_keep
+    ffn_keep = [_ffn_by_share(lu, shape, n_ffn) for lu, shape, (n_ffn, _) in zip(units, shapes, counts)]
+    return ffn_keep, [top_k(lu.kv_ranking, n_kv) for lu, (_, n_kv) in zip(units, counts)]
+
+
+def _ffn_by_share(lu: LayerUnits, shape, n_ffn: int) -> torch.Tensor:
+    """The n_ffn neurons a layer keeps when every module gives up the same share of its removal queue
+    (protected neurons, in no queue, are kept first)."""
+    share = torch.full((shape.ffn,), torch.inf, dtype=torch.float64)
+    for order in lu.ffn_queues:
+        if order:
+            share[torch.tensor(order)] = torch.arange(len(order), dtype=torch.float64) / len(order)
+    return top_k(share, n_ffn)
+
+
+def _make_uniform(units: list[LayerUnits], shapes, kv_kept: list[int], hidden, qkv_bias, sparsity, align):
+    """The same widths in every layer (for runtimes that need the stock architecture): the allocation's
+    mean KV groups per layer, then the FFN width that meets the budget; inside each layer the units
+    GPrune would remove last."""
+    if not is_uniform(shapes):
+        raise GPruneError("uniform widths need a model whose layers are all the same size; this one has "
+                          "per-layer widths already")
+    shape = shapes[0]
+    n_kv = max(1, round(sum(kv_kept) / len(kv_kept)))
+    total = sum(layer_params(s, hidden, qkv_bias) for s in shapes)
+    attention_removed = len(shapes) * (shape.kv_heads - n_kv) * kv_group_params(shape, hidden, qkv_bias)
+    per_layer = max(0.0, sparsity * total - attention_removed) / (len(shapes) * neuron_params(hidden))
+    n_ffn = aligned_width(shape.ffn - per_layer, align, shape.ffn)
+    return ([_ffn_by_share(lu, shape, n_ffn) for lu in units],
+            [torch.tensor(sorted(lu.kv_queue[shape.kv_heads - n_kv:])) for lu in units])
 
 
 def plan(model, recipe, calib) -> PrunePlan:
@@ -164,6 +186,9 @@ def plan(model, recipe, calib) -> PrunePlan:
                                                         int(cfg.chunk) or recipe.align)
     else:
         ffn_keep, kv_keep = _allocate_ranked(units, shapes, hidden, qkv_bias, recipe.sparsity, recipe.align)
+    if cfg.uniform:
+        ffn_keep, kv_keep = _make_uniform(units, shapes, [len(k) for k in kv_keep], hidden, qkv_bias,
+                                          recipe.sparsity, recipe.align)
     keep = keep_sets(model, ffn_keep, kv_keep, calib if cfg.bias_comp else None, cfg.bias_comp)
     return PrunePlan(keep, _diagnostics(model, cfg, calib, units, ffn_keep, kv_keep, removed))
 

@@ -16,7 +16,7 @@ SPARSITY_HELP = ("Share of prunable parameters to remove, in [0, 1). Prunable me
 # ablation flags -> the method option they set (an option the chosen method lacks is an error)
 FLAG_OPTIONS = {"no_sensitivity": ("sensitivity", False), "no_reliability": ("reliability", False),
                 "no_outlier_protection": ("outliers", False), "no_measured_allocation": ("measured", False),
-                "pooled": ("per_dataset", False)}
+                "pooled": ("per_dataset", False), "uniform": ("uniform", True)}
 VALUE_OPTIONS = {"metric": "metric", "n_modules": "modules", "lam": "lam", "bias_compensation": "bias_comp"}
 
 
@@ -76,6 +76,10 @@ def _options_help() -> str:
 @click.option("--no-measured-allocation", is_flag=True,
               help="gprune ablation: allocate by robust standardized scores instead of measured cost.")
 @click.option("--pooled", is_flag=True, help="gprune ablation: treat the calibration sources as one distribution.")
+@click.option("--uniform", is_flag=True,
+              help="gprune: the same widths in every layer, for runtimes that need the stock architecture "
+                   "(optimum, transformers.js, llama.cpp forks without `deci`). A stock checkpoint also needs "
+                   "--no-bias-compensation --no-reconstruct (compensation biases need the per-layer format).")
 @click.option("--lam", type=float, default=None, help="gprune: weight of the worst dataset in the cost [1.0].")
 @click.option("--option", "extra", multiple=True, help=_options_help())
 @click.option("--recipe", "recipe_file", type=click.Path(), default=None,

@@ -21,12 +21,15 @@ MIN_NODE = 18  # onnxruntime-web's Node support
 INSTALL_HINT = "Debian/Ubuntu: apt install nodejs npm; elsewhere https://nodejs.org"
 
 
+def _version(executable: str) -> str:
+    return subprocess.run([executable, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+
+
 def versions() -> dict[str, str | None]:
     """The pinned onnxruntime-web and the Node.js on PATH (None when absent), for reports."""
     pinned = json.loads((HERE / "package.json").read_text())["dependencies"]["onnxruntime-web"]
     path = shutil.which("node")
-    found = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout.strip() if path else None
-    return {"onnxruntime-web": pinned, "node": found or None}
+    return {"onnxruntime-web": pinned, "node": (_version(path) or None) if path else None}
 
 
 def node() -> str:
@@ -34,7 +37,7 @@ def node() -> str:
     path = shutil.which("node")
     if path is None:
         raise GPruneError(f"the onnxruntime-web backend needs Node.js {MIN_NODE} or newer on PATH ({INSTALL_HINT})")
-    version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    version = _version(path)
     major = re.match(r"v(\d+)", version)
     if not major or int(major.group(1)) < MIN_NODE:
         raise GPruneError(f"the onnxruntime-web backend needs Node.js {MIN_NODE} or newer; {path} is {version or '?'}")
