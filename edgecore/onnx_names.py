@@ -26,3 +26,31 @@ def input_names(n_layers: int) -> list[str]:
 
 def output_names(n_layers: int) -> list[str]:
     return [LOGITS] + [n for i in range(n_layers) for n in present_names(i)]
+
+
+# Session options an artifact needs, written into the model's metadata (metadata_props) under
+# SESSION_OPTIONS_KEY by the exporter and applied by the runtime backends (onnxruntime reads no such
+# key itself: a page or app that serves the artifact passes them when it creates the session).
+SESSION_OPTIONS_KEY = "gprune_edge.session_options"
+SESSION_OPTIONS = {
+    # fold DequantizeLinear of weights into fp32 at load instead of fusing it into MatMulNBits
+    "fold_dequantize": {"session.disable_quant_qdq": "1"},
+}
+
+
+def set_session_options(model, options: dict[str, str]) -> None:
+    """Record `options` in an onnx.ModelProto's metadata."""
+    import json
+
+    entry = model.metadata_props.add()
+    entry.key, entry.value = SESSION_OPTIONS_KEY, json.dumps(options)
+
+
+def session_options(model_file) -> dict[str, str]:
+    """The options recorded in a model file's metadata (read from the graph alone, weights not loaded)."""
+    import json
+
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
+    return json.loads(props.get(SESSION_OPTIONS_KEY, "{}"))

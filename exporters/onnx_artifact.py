@@ -25,6 +25,8 @@ def _convert(source: Source, dtype: str, fp32_file: Path, out_file: Path) -> Non
         onnx_quantize.to_dynamic_int8(fp32_file, out_file)
     elif dtype in ("int8", "int4"):
         onnx_quantize.to_weight_only(fp32_file, out_file, 8 if dtype == "int8" else 4, source.family)
+    elif dtype in ("int8-dq", "int4-dq"):
+        onnx_quantize.to_dequantized_at_load(fp32_file, out_file, 8 if dtype == "int8-dq" else 4, source.family)
     else:
         raise ValueError(f"no ONNX conversion to {dtype!r}")
 
@@ -34,6 +36,7 @@ def write_onnx_artifact(source: Source, dtype: str, dest: Path) -> None:
     model_file = dest / MODEL_FILE
     if dtype == "fp32":
         export_onnx(source, model_file)
+        onnx_quantize.store_tied_once(model_file)
     else:
         with scratch_dir(dest, "fp32") as work:
             export_onnx(source, work / MODEL_FILE)

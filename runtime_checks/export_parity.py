@@ -40,12 +40,13 @@ TOLERANCES = {
     "f16": Tolerance(0.95, 5e-3, 0.03), "fp16": Tolerance(0.95, 5e-3, 0.03),
     "bf16": Tolerance(0.90, 3e-2, 0.10),
     # 8-bit weights
-    "q8_0": Tolerance(0.90, 3e-2, 0.10), "int8": Tolerance(0.90, 3e-2, 0.10),
+    "q8_0": Tolerance(0.90, 3e-2, 0.10), "int8": Tolerance(0.90, 3e-2, 0.10), "int8-dq": Tolerance(0.90, 3e-2, 0.10),
     "dynamic-int8": Tolerance(0.85, 5e-2, 0.15),
     # 6/5/4-bit weights
     "q6_k": Tolerance(0.85, 6e-2, 0.15), "q5_k_m": Tolerance(0.80, 0.1, 0.25),
     "q4_k_m": Tolerance(0.75, 0.25, 0.30),
     "int4": Tolerance(0.70, 0.25, 0.35),  # 4-bit with 8-bit output/v/down (q4_k_m is mostly q5_0 on SmolLM2)
+    "int4-dq": Tolerance(0.70, 0.25, 0.35),  # the same blocks as int4, dequantized at load
     # 3/2-bit k-quants: a real loss, which their users accept for size; the bound only catches a broken file
     "q3_k_m": Tolerance(0.55, 0.6, 1.0), "q2_k": Tolerance(0.40, 1.5, 3.0),
 }

@@ -5,6 +5,7 @@ generation match torch. Exporters only write; the pipeline's gating is tested in
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,39 @@ def test_onnx_folder_is_self_contained(tmp_path):
     assert AutoTokenizer.from_pretrained(moved)(text)["input_ids"] == source.tokenizer(text)["input_ids"]
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "int8", "int4", "int8-dq", "int4-dq"])
+def test_tied_embedding_is_stored_once(tmp_path, dtype):
+    import onnx
+
+    from edgecore.onnx_names import session_options
+
+    source = _source(tmp_path)
+    assert source.config.tie_word_embeddings
+    written = write(source, "onnx", dtype, tmp_path / "onnx")
+    graph = onnx.load(str(written.path / "model.onnx"), load_external_data=False).graph
+    vocab, hidden = source.config.vocab_size, source.config.hidden_size
+    tables = [t for t in graph.initializer if vocab in (t.dims[0], t.dims[-1]) and math.prod(t.dims) >= vocab * hidden / 2]
+    assert len(tables) == 1  # (scales and zero points of a quantized table are far smaller)
+    if dtype.endswith("-dq"):  # the runtimes must fold the blocks at load: the graph says so
+        assert session_options(written.path / "model.onnx") == {"session.disable_quant_qdq": "1"}
+        assert {n.op_type for n in graph.node} >= {"DequantizeLinear", "MatMul"}
+        assert "MatMulNBits" not in {n.op_type for n in graph.node}
+
+
+def test_untied_embedding_keeps_both_tables(tmp_path):
+    import onnx
+
+    from edgecore.checkpoint import save_checkpoint
+    from tiny import tiny_model, tiny_tokenizer
+
+    save_checkpoint(tiny_model("llama", tie=False), tiny_tokenizer(), tmp_path / "untied")
+    source = load_source(tmp_path / "untied")
+    written = write(source, "onnx", "int8", tmp_path / "onnx")
+    graph = onnx.load(str(written.path / "model.onnx"), load_external_data=False).graph
+    assert "GatherBlockQuantized" not in {n.op_type for n in graph.node}
+    assert check_against_torch(written, source).parity["top1_agreement"] >= 0.9
+
+
 def test_onnx_names_and_per_layer_kv_shapes(tmp_path):
     import onnx
 
@@ -120,7 +154,8 @@ def test_compensation_biases_export_with_parity(tmp_path):
 
 
 @pytest.mark.parametrize("fmt,dtype", [("gguf", "f16"), ("gguf", "q8_0"), ("onnx", "fp16"), ("onnx", "int8"),
-                                       ("onnx", "int4"), ("onnx", "dynamic-int8")])
+                                       ("onnx", "int4"), ("onnx", "int8-dq"), ("onnx", "int4-dq"),
+                                       ("onnx", "dynamic-int8")])
 def test_lower_precision_within_tolerance(tmp_path, fmt, dtype):
     if fmt == "gguf":
         pytest.importorskip("llama_cpp")

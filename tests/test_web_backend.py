@@ -50,7 +50,7 @@ def test_web_matches_native_and_torch(fp32, source):
         assert memory["peak_rss_mb"] > memory["before_load_mb"] > 0
 
 
-@pytest.mark.parametrize("dtype", ["int4", "int8", "dynamic-int8", "fp16"])
+@pytest.mark.parametrize("dtype", ["int4", "int8", "int4-dq", "int8-dq", "dynamic-int8", "fp16"])
 def test_quantized_graphs_run_in_wasm(source, tmp_path, dtype):
     written = write(source, "onnx", dtype, tmp_path / dtype)
     ids = source.tokenizer(PARITY_TEXT)["input_ids"]

@@ -16,7 +16,9 @@ from gprune_edge.export import PARITY_MODES
 @click.option("--format", "fmt", required=True, help="gguf (llama.cpp) or onnx (onnxruntime).")
 @click.option("--dtype", required=True,
               help=f"gguf: {', '.join(GGUF_DTYPES)}; onnx: {', '.join(ONNX_DTYPES)} "
-                   "(int8/int4: weight-only MatMulNBits).")
+                   "(int8/int4: weight-only MatMulNBits, fast in native onnxruntime; int8-dq/int4-dq: the same "
+                   "blocks dequantized to fp32 when the session loads, fast in onnxruntime-web's WASM; a tied "
+                   "embedding is stored once).")
 @click.option("--out", "-o", required=True, type=click.Path(),
               help="Output .gguf file, or output directory for onnx.")
 @click.option("--strict", is_flag=True,

@@ -19,6 +19,7 @@ from edgecore.onnx_names import (
     output_names,
     past_names,
     present_names,
+    session_options,
 )
 from runtime_checks.backends.base import Backend, GenerationTiming
 
@@ -34,6 +35,8 @@ class OnnxRuntimeBackend(Backend):
         if not self.path.is_file():
             raise GPruneError(f"{self.path}: no such file")
         options = ort.SessionOptions()
+        for key, value in session_options(self.path).items():  # what the exporter says the graph needs
+            options.add_session_config_entry(key, value)
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecore.errors import GPruneError
-from edgecore.onnx_names import LOGITS, MODEL_FILE, output_names, past_names
+from edgecore.onnx_names import LOGITS, MODEL_FILE, output_names, past_names, session_options
 from runtime_checks.backends.base import Backend, GenerationTiming
 
 ONNX_TYPES = {1: "float32", 10: "float16"}  # onnx.TensorProto element types the KV cache may have
@@ -38,7 +38,8 @@ def graph_interface(model_file: Path) -> dict:
         raise GPruneError(f"{model_file}: the graph has no {LOGITS} output")
     data = sorted({e.value for t in graph.initializer for e in t.external_data if e.key == "location"})
     return {"past": past, "outputs": output_names(len(past) // 2),
-            "vocab": logits.type.tensor_type.shape.dim[-1].dim_value, "data": data}
+            "vocab": logits.type.tensor_type.shape.dim[-1].dim_value, "data": data,
+            "session_options": session_options(model_file)}
 
 
 class WebBackend(Backend):
@@ -63,7 +64,7 @@ class WebBackend(Backend):
         self._vocab = interface["vocab"]
         self.threads = threads or 1
         spec = {"threads": self.threads, "past": interface["past"], "outputs": interface["outputs"],
-                "model": str(model_file), "data": interface["data"]}
+                "model": str(model_file), "data": interface["data"], "session_options": interface["session_options"]}
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty runtime cannot block on it
         self._proc = subprocess.Popen([web.node(), str(web.runner()), json.dumps(spec)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._stderr)

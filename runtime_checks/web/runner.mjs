@@ -1,7 +1,8 @@
 // An ONNX decoder in onnxruntime-web's WASM backend, driven by runtime_checks/backends/web_backend.py.
 //   node runner.mjs SPEC_JSON
 // SPEC_JSON: {"model": path of the .onnx, "data": [external data files beside it], "threads": n,
-//             "past": [[name, heads, head_dim, dtype], ...], "outputs": [output names, logits first]}.
+//             "past": [[name, heads, head_dim, dtype], ...], "outputs": [output names, logits first],
+//             "session_options": {"session.disable_quant_qdq": "1", ...} (onnxruntime config entries)}.
 // Requests come one JSON line at a time on stdin; every reply is one JSON line on stdout,
 // followed, for "logits", by rows x vocab little-endian float32 values.
 import { readFileSync } from 'node:fs';
@@ -25,9 +26,18 @@ const beforeLoadMb = peakRssMb();
 ort.env.wasm.numThreads = spec.threads;
 ort.env.logLevel = 'error';
 const loadStart = performance.now();
+// onnxruntime-web takes config entries as nested `extra`: "session.x" -> {session: {x: ...}}
+const extra = {};
+for (const [key, value] of Object.entries(spec.session_options)) {
+  const path = key.split('.');
+  let node = extra;
+  for (const part of path.slice(0, -1)) node = node[part] ??= {};
+  node[path[path.length - 1]] = value;
+}
 const session = await ort.InferenceSession.create(readFileSync(spec.model), {
   executionProviders: ['wasm'],
   graphOptimizationLevel: 'all',
+  extra,
   externalData: spec.data.map((path) => ({ path, data: readFileSync(join(dirname(spec.model), path)) })),
 });
 const loadS = (performance.now() - loadStart) / 1000;
