@@ -93,16 +93,17 @@ def _output_layer(model: onnx.ModelProto):
 
 def block_quantize(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A MatMul weight [K, N] as unsigned `bits`-bit values with a scale and an offset per BLOCK_SIZE
-    inputs (asymmetric, the range always holding 0): (q [K, N], scale [K/B, N], zero point [K/B, N]),
+    inputs (asymmetric, the range always holding 0): (q [K, N], scale [ceil(K/B), N], zero point likewise),
     the layout of DequantizeLinear(axis=0, block_size=B)."""
     k, n = weight.shape
-    blocks = weight.astype(np.float32).reshape(k // BLOCK_SIZE, BLOCK_SIZE, n)
+    padded = -k % BLOCK_SIZE  # a last, shorter block (widths aligned to less than BLOCK_SIZE): zeros fill it
+    blocks = np.pad(weight.astype(np.float32), ((0, padded), (0, 0))).reshape(-1, BLOCK_SIZE, n)
     low, high = np.minimum(blocks.min(1), 0), np.maximum(blocks.max(1), 0)
     top = (1 << bits) - 1
     scale = np.where(high > low, (high - low) / top, 1.0).astype(np.float32)
     zero = np.clip(np.rint(-low / scale), 0, top)
     q = np.clip(np.rint(blocks / scale[:, None]) + zero[:, None], 0, top)
-    return q.reshape(k, n).astype(np.uint8), scale, zero.astype(np.uint8)
+    return q.reshape(-1, n)[:k].astype(np.uint8), scale, zero.astype(np.uint8)
 
 
 def _uint_tensor(name: str, values: np.ndarray, bits: int) -> TensorProto:

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from export_helpers import needs_node
 from tiny import tiny_model, tiny_tokenizer
 
 from edgecore.errors import GPruneError
@@ -284,3 +285,25 @@ def test_targets_lists_the_built_in_profiles_and_checks_a_file(tmp_path):
     bad = write_target(tmp_path / "bad.json", {}, search=["gguf:f16", "onnx:fp32"])
     result = CliRunner().invoke(cli, ["targets", "--check", str(bad)])
     assert result.exit_code == 1 and "more than one format" in result.output
+
+
+@needs_node
+def test_a_browser_target_verifies_on_onnxruntime_web(setup, tmp_path):
+    target = write_target(tmp_path / "web.json", {"max_perplexity_ratio": 1e6}, artifacts=["onnx:int8-dq"],
+                          runtime="onnxruntime-web")
+    config = BuildConfig.load(setup / "config.json").replace(target=str(target), distill_tokens=0)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    result = run("--config", tmp_path / "config.json", "--out", tmp_path / "build")
+    assert result.exit_code == 0, result.output
+    assert "measured on onnxruntime-web" in result.output
+    summary = json.loads((tmp_path / "build" / "build.json").read_text())
+    report = json.loads((tmp_path / "build" / summary["artifacts"][0]["report"]).with_suffix(".json").read_text())
+    assert report["candidates"][0]["backend"] == "onnxruntime-web" and report["baseline_run"]["backend"] == \
+        "onnxruntime-web"
+    assert "verified on onnxruntime-web" in (tmp_path / "build" / "report.md").read_text()
+
+
+def test_a_target_runtime_must_serve_its_format(tmp_path):
+    bad = write_target(tmp_path / "bad.json", {}, artifacts=["gguf:q8_0"], runtime="onnxruntime-web")
+    result = CliRunner().invoke(cli, ["targets", "--check", str(bad)])
+    assert result.exit_code == 1 and "does not serve gguf" in result.output
