@@ -13,7 +13,8 @@ models = list(dict.fromkeys(r["model"] for r in rows))
 dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
 for backend in ("onnxruntime-web", "onnxruntime"):
     print(f"\n{backend} (1 thread)\n")
-    head = ["precision", "size MB (dense / " + " / ".join(models[1:]) + ")", "top-1 / KL vs torch (dense)",
+    names = " / ".join(models)
+    head = ["precision", f"size MB ({names})", f"top-1 vs torch ({names})", f"KL vs torch ({names})",
             f"{models[0]} decode tok/s"] + [f"{m} decode ratio [95% CI]" for m in models[1:]] + ["peak RSS MB (dense)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -21,8 +22,10 @@ for backend in ("onnxruntime-web", "onnxruntime"):
         dense = by.get((models[0], dtype, backend))
         if dense is None:
             continue
-        sizes = " / ".join(f"{by[(m, dtype, backend)]['size_mb']:.0f}" for m in models if (m, dtype, backend) in by)
-        cells = [dtype, sizes, f"{dense['top1']:.3f} / {dense['kl']:.4f}", f"{dense['decode_tok_s']:.1f}"]
+        present = [by[(m, dtype, backend)] for m in models if (m, dtype, backend) in by]
+        cells = [dtype, " / ".join(f"{r['size_mb']:.0f}" for r in present),
+                 " / ".join(f"{r['top1']:.2f}" for r in present), " / ".join(f"{r['kl']:.3f}" for r in present),
+                 f"{dense['decode_tok_s']:.1f}"]
         for m in models[1:]:
             r = by.get((m, dtype, backend))
             cells.append("-" if r is None else f"{r['decode_ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"

@@ -54,7 +54,8 @@ def check_options(tasks: tuple, distributions: tuple, limit: int, windows: int, 
 @click.option("--baseline", required=True, help="The dense model: HF directory, .gguf, built-in name or hub id.")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(BACKEND_NAMES),
               help="Runtime(s) for ARTIFACT (repeatable) [default: from the artifact: directory -> torch, "
-                   ".gguf -> llama.cpp, .onnx -> onnxruntime].")
+                   ".gguf -> llama.cpp, .onnx -> onnxruntime]. onnxruntime-web runs an ONNX folder in WASM "
+                   "(Node.js, 1 thread unless --threads), as a browser page does.")
 @click.option("--baseline-backend", type=click.Choice(BACKEND_NAMES), default=None,
               help="Runtime for the baseline [default: from the baseline artifact].")
 @click.option("--tasks", default=None, help=f"Comma-separated tasks, or 'none' [default: all: {','.join(TASK_NAMES)}].")
