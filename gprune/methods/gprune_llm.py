@@ -189,6 +189,7 @@ def plan(model, recipe, calib) -> PrunePlan:
     if cfg.uniform:
         ffn_keep, kv_keep = _make_uniform(units, shapes, [len(k) for k in kv_keep], hidden, qkv_bias,
                                           recipe.sparsity, recipe.align)
+        removed = None  # the per-module counts were the per-layer allocation's
     keep = keep_sets(model, ffn_keep, kv_keep, calib if cfg.bias_comp else None, cfg.bias_comp)
     return PrunePlan(keep, _diagnostics(model, cfg, calib, units, ffn_keep, kv_keep, removed))
 
