@@ -16,7 +16,7 @@ from edgecore.outputs import publish_dir
 from edgecore.pinned import cache_dir
 
 HERE = Path(__file__).parent
-FILES = ("package.json", "package-lock.json", "runner.mjs")  # what the installed copy is made of
+FILES = ("package.json", "package-lock.json", "runner.mjs", "decoder.mjs")  # what the installed copy is made of
 MIN_NODE = 18  # onnxruntime-web's Node support
 INSTALL_HINT = "Debian/Ubuntu: apt install nodejs npm; elsewhere https://nodejs.org"
 

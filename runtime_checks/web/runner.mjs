@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as ort from 'onnxruntime-web';
+import { decoder, extraOptions } from './decoder.mjs';
 
 const spec = JSON.parse(process.argv[2]);
 
@@ -26,75 +27,26 @@ const beforeLoadMb = peakRssMb();
 ort.env.wasm.numThreads = spec.threads;
 ort.env.logLevel = 'error';
 const loadStart = performance.now();
-// onnxruntime-web takes config entries as nested `extra`: "session.x" -> {session: {x: ...}}
-const extra = {};
-for (const [key, value] of Object.entries(spec.session_options)) {
-  const path = key.split('.');
-  let node = extra;
-  for (const part of path.slice(0, -1)) node = node[part] ??= {};
-  node[path[path.length - 1]] = value;
-}
 const session = await ort.InferenceSession.create(readFileSync(spec.model), {
   executionProviders: ['wasm'],
   graphOptimizationLevel: 'all',
-  extra,
+  extra: extraOptions(spec.session_options),
   externalData: spec.data.map((path) => ({ path, data: readFileSync(join(dirname(spec.model), path)) })),
 });
 const loadS = (performance.now() - loadStart) / 1000;
 
-const emptyPast = () => Object.fromEntries(spec.past.map(([name, heads, dim, dtype]) =>
-  [name, new ort.Tensor(dtype, dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), [1, heads, 0, dim])]));
-
-// One forward: logits [ids.length, vocab] and the next step's past (this step's present under the past names).
-async function step(ids, past, pastLen) {
-  const n = ids.length;
-  const feeds = {
-    input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, n]),
-    attention_mask: new ort.Tensor('int64', new BigInt64Array(pastLen + n).fill(1n), [1, pastLen + n]),
-    position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(pastLen + i)), [1, n]),
-    ...past,
-  };
-  const out = await session.run(feeds);
-  const next = {};
-  spec.past.forEach(([name], i) => { next[name] = out[spec.outputs[i + 1]]; });
-  for (const name of Object.keys(past)) past[name].dispose?.();
-  return [out.logits, next];
-}
-
-function argmaxLast(logits) {
-  const vocab = logits.dims[2];
-  const data = logits.data;
-  const start = data.length - vocab;
-  let best = 0;
-  for (let i = 1; i < vocab; i++) if (data[start + i] > data[start + best]) best = i;
-  return best;
-}
-
-async function generate(ids, maxNew) {
-  const start = performance.now();
-  let [logits, past] = await step(ids, emptyPast(), 0);
-  const tokens = [argmaxLast(logits)];
-  const first = performance.now();
-  for (let k = 1; k < maxNew; k++) {
-    [logits, past] = await step([tokens[tokens.length - 1]], past, ids.length + tokens.length - 1);
-    tokens.push(argmaxLast(logits));
-  }
-  const end = performance.now();
-  for (const t of Object.values(past)) t.dispose?.();
-  return { tokens, prefill_s: (first - start) / 1000, decode_s: (end - first) / 1000 };
-}
+const model = decoder(ort, session, spec);
 
 async function handle(request) {
   if (request.op === 'logits') {
-    const [logits, past] = await step(request.ids, emptyPast(), 0);
-    for (const t of Object.values(past)) t.dispose?.();
+    const logits = await model.logits(request.ids);
     const data = logits.data;  // float32 (the graph's logits stay float32 in every precision we export)
     await write(JSON.stringify({ rows: logits.dims[1], vocab: logits.dims[2] }) + '\n');
     await write(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
     return;
   }
   if (request.op === 'generate') {
-    await write(JSON.stringify(await generate(request.ids, request.max_new_tokens)) + '\n');
+    await write(JSON.stringify(await model.generate(request.ids, request.max_new_tokens)) + '\n');
     return;
   }
   if (request.op === 'stats') {
