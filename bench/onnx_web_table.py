@@ -7,7 +7,8 @@ torch, dense decode tok/s and the pruned models' decode ratio to the dense model
 import json
 import sys
 
-rows = json.load(open(sys.argv[1]))
+with open(sys.argv[1]) as f:
+    rows = json.load(f)
 by = {(r["model"], r["dtype"], r["backend"]): r for r in rows}
 models = list(dict.fromkeys(r["model"] for r in rows))
 dtypes = list(dict.fromkeys(r["dtype"] for r in rows))

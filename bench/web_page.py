@@ -137,7 +137,7 @@ def main(model_dirs, runs, chromium, timeout, out):
         node, page = _summary(in_node(model_dir, runs)), in_page(model_dir, runs, chromium, timeout)
         page = {**_summary(page), "agent": page["agent"]}
         row = {"artifact": str(model_dir), "node": node, "page": page, "same_tokens": node["tokens"] == page["tokens"]}
-        print(json.dumps({k: v for k, v in row.items()}), flush=True)
+        print(json.dumps(row), flush=True)
         rows.append(row)
     out.write_text(json.dumps(rows, indent=1) + "\n")
 
