@@ -31,7 +31,7 @@ def output_names(n_layers: int) -> list[str]:
 # Session options an artifact needs, written into the model's metadata (metadata_props) under
 # SESSION_OPTIONS_KEY by the exporter and applied by the runtime backends (onnxruntime reads no such
 # key itself: a page or app that serves the artifact passes them when it creates the session).
-SESSION_OPTIONS_KEY = "gprune_edge.session_options"
+SESSION_OPTIONS_KEY = "gprune-edge.session_options"
 SESSION_OPTIONS = {
     # fold DequantizeLinear of weights into fp32 at load instead of fusing it into MatMulNBits
     "fold_dequantize": {"session.disable_quant_qdq": "1"},
