@@ -15,7 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgecore.families import Family
 from edgecore.onnx_names import DATA_FILE, SESSION_OPTIONS, set_session_options
-from exporters.onnx_tied import drop_unused_initializers, is_tied, share_float_table, share_quantized_table
+from exporters.onnx_tied import (drop_unused_initializers, is_tied, output_layer, share_float_table,
+                                 share_quantized_table)
 
 BLOCK_SIZE = 32  # weights share one scale per 32 inputs: every hidden size / FFN width here is a multiple
 # Roles whose MatMuls stay 8-bit in an int4 model, as llama.cpp's q4_k_m mix gives attn_v and ffn_down more bits
@@ -76,7 +77,7 @@ def to_weight_only(fp32_file: Path, out_file: Path, bits: int, family: Family) -
     Gather stays fp32. For int4, `eight_bit_matmuls` keep 8 bits."""
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # per-node INFO
     model = onnx.load(str(fp32_file))
-    tied, logits = is_tied(model), _output_layer(model).output[0]
+    tied, logits = is_tied(model), output_layer(model).output[0]
     if bits == 4:
         eight_bit = eight_bit_matmuls(model, family)
         model = _quantize(_quantize(model, 4, nodes_to_exclude=eight_bit), 8, nodes_to_include=eight_bit)
@@ -85,10 +86,6 @@ def to_weight_only(fp32_file: Path, out_file: Path, bits: int, family: Family) -
     head = next(n for n in model.graph.node if logits in n.output)
     share_quantized_table(model, head.name, tied)  # the embedding reads the output layer's 8-bit blocks
     _save(model, out_file)
-
-
-def _output_layer(model: onnx.ModelProto):
-    return [n for n in model.graph.node if n.op_type == "MatMul"][-1]
 
 
 def block_quantize(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

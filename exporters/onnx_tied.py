@@ -49,7 +49,7 @@ def share_float_table(model: onnx.ModelProto) -> bool:
     """Store the tied table once, as the output layer's weight (external data loaded); True if tied."""
     if not is_tied(model):
         return False
-    gather, head = _embedding_gather(model), _output_layer(model)
+    gather, head = _embedding_gather(model), output_layer(model)
     by_hidden = gather.output[0] + "/hidden_first"
     _replace(model, gather, [
         helper.make_node("Gather", [head.input[1], gather.input[1]], [by_hidden], name=gather.name + "_tied", axis=1),
@@ -82,13 +82,14 @@ def share_quantized_table(model: onnx.ModelProto, head_name: str, was_tied: bool
     drop_unused_initializers(model)
 
 
-def _output_layer(model: onnx.ModelProto):
+def output_layer(model: onnx.ModelProto):
+    """The last MatMul: the output layer (logits), as the exporter writes the graph."""
     return [n for n in model.graph.node if n.op_type == "MatMul"][-1]
 
 
 def is_tied(model: onnx.ModelProto) -> bool:
     """Whether the float graph's embedding table is the output layer's weight transposed."""
-    gather, head = _embedding_gather(model), _output_layer(model)
+    gather, head = _embedding_gather(model), output_layer(model)
     inits = _initializers(model)
     if gather is None or head.input[1] not in inits:
         return False
