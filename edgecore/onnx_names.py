@@ -5,6 +5,8 @@ prefill; otherwise decode."""
 
 from __future__ import annotations
 
+import json
+
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx_data"  # external weights beside the graph
 INPUT_IDS, ATTENTION_MASK, POSITION_IDS, LOGITS = "input_ids", "attention_mask", "position_ids", "logits"
@@ -32,25 +34,18 @@ def output_names(n_layers: int) -> list[str]:
 # SESSION_OPTIONS_KEY by the exporter and applied by the runtime backends (onnxruntime reads no such
 # key itself: a page or app that serves the artifact passes them when it creates the session).
 SESSION_OPTIONS_KEY = "gprune-edge.session_options"
-SESSION_OPTIONS = {
-    # fold DequantizeLinear of weights into fp32 at load instead of fusing it into MatMulNBits
-    "fold_dequantize": {"session.disable_quant_qdq": "1"},
-}
+# fold DequantizeLinear of weights into fp32 at load instead of fusing it into MatMulNBits
+FOLD_DEQUANTIZE = {"session.disable_quant_qdq": "1"}
 
 
 def set_session_options(model, options: dict[str, str]) -> None:
     """Record `options` in an onnx.ModelProto's metadata."""
-    import json
-
     entry = model.metadata_props.add()
     entry.key, entry.value = SESSION_OPTIONS_KEY, json.dumps(options)
 
 
-def session_options(model_file) -> dict[str, str]:
-    """The options recorded in a model file's metadata (read from the graph alone, weights not loaded)."""
-    import json
-
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
+def session_options(model) -> dict[str, str]:
+    """The options recorded in an onnx.ModelProto's metadata (the graph alone suffices: load it with
+    load_external_data=False)."""
+    props = {p.key: p.value for p in model.metadata_props}
     return json.loads(props.get(SESSION_OPTIONS_KEY, "{}"))

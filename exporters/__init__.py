@@ -13,15 +13,8 @@ gguf_writer, gguf_vocab, gguf_quantize, onnx_export, onnx_quantize (the steps)."
 from __future__ import annotations
 
 from exporters.artifact import WrittenArtifact, write_artifact
-from exporters.formats import (
-           FORMATS,
-           GGUF_DTYPES,
-           ONNX_DTYPES,
-           RUNTIMES,
-           SERVING_RUNTIMES,
-           check_request,
-)
+from exporters.formats import FORMATS, GGUF_DTYPES, ONNX_DTYPES, RUNTIMES, SERVING_RUNTIMES, check_request
 from exporters.source import Source, load_source
 
-__all__ = ["FORMATS", "GGUF_DTYPES", "ONNX_DTYPES", "RUNTIMES", "SERVING_RUNTIMES", "Source", "WrittenArtifact", "check_request",
-           "load_source", "write_artifact"]
+__all__ = ["FORMATS", "GGUF_DTYPES", "ONNX_DTYPES", "RUNTIMES", "SERVING_RUNTIMES", "Source", "WrittenArtifact",
+           "check_request", "load_source", "write_artifact"]

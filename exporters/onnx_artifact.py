@@ -10,9 +10,9 @@ from pathlib import Path
 
 from edgecore.checkpoint import save_config, save_tokenizer
 from edgecore.families import is_uniform, layer_shapes, stock_config
-from edgecore.pruned_format import GPruneLlamaConfig
 from edgecore.onnx_names import MODEL_FILE
 from edgecore.outputs import scratch_dir
+from edgecore.pruned_format import GPruneLlamaConfig
 from exporters import onnx_quantize
 from exporters.onnx_export import export_onnx
 from exporters.source import Source

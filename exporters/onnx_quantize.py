@@ -14,11 +14,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecore.families import Family
-from edgecore.onnx_names import DATA_FILE, SESSION_OPTIONS, set_session_options
+from edgecore.onnx_names import DATA_FILE, FOLD_DEQUANTIZE, set_session_options
 from exporters.onnx_tied import (drop_unused_initializers, is_tied, output_layer, share_float_table,
                                  share_quantized_table)
 
-BLOCK_SIZE = 32  # weights share one scale per 32 inputs: every hidden size / FFN width here is a multiple
+BLOCK_SIZE = 32  # weights share one scale (and zero point) per 32 inputs
 # Roles whose MatMuls stay 8-bit in an int4 model, as llama.cpp's q4_k_m mix gives attn_v and ffn_down more bits
 EIGHT_BIT_ROLES = ("v_proj", "down_proj")
 
@@ -83,8 +83,8 @@ def to_weight_only(fp32_file: Path, out_file: Path, bits: int, family: Family) -
         model = _quantize(_quantize(model, 4, nodes_to_exclude=eight_bit), 8, nodes_to_include=eight_bit)
     else:
         model = _quantize(model, bits)
-    head = next(n for n in model.graph.node if logits in n.output)
-    share_quantized_table(model, head.name, tied)  # the embedding reads the output layer's 8-bit blocks
+    if tied:  # the embedding reads the output layer's 8-bit blocks
+        share_quantized_table(model, next(n for n in model.graph.node if logits in n.output))
     _save(model, out_file)
 
 
@@ -114,7 +114,7 @@ def _uint_tensor(name: str, values: np.ndarray, bits: int) -> TensorProto:
 
 def to_dequantized_at_load(fp32_file: Path, out_file: Path, bits: int, family: Family) -> None:
     """Every MatMul weight stored in blocks of BLOCK_SIZE (`bits` bits; for 4, `eight_bit_matmuls` keep 8)
-    behind a DequantizeLinear, the tied table once. With the session option SESSION_OPTIONS (written into
+    behind a DequantizeLinear, the tied table once. With the session option FOLD_DEQUANTIZE (written into
     the model's metadata; onnxruntime does not read it from there, runtimes must pass it) onnxruntime folds
     every DequantizeLinear into fp32 weights when the session loads: an int8/int4 download that runs as
     fp32, which onnxruntime-web's WASM build runs ~15x faster than MatMulNBits (BENCHMARKS.md)."""
@@ -147,7 +147,7 @@ def to_dequantized_at_load(fp32_file: Path, out_file: Path, bits: int, family: F
     del model.graph.node[:]
     model.graph.node.extend(nodes + rest)  # their inputs are initializers: first is a valid order
     drop_unused_initializers(model)
-    set_session_options(model, SESSION_OPTIONS["fold_dequantize"])
+    set_session_options(model, FOLD_DEQUANTIZE)
     _save(model, out_file)
 
 

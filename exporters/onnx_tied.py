@@ -60,13 +60,10 @@ def share_float_table(model: onnx.ModelProto) -> bool:
     return True
 
 
-def share_quantized_table(model: onnx.ModelProto, head_name: str, was_tied: bool) -> None:
-    """Replace the embedding Gather by GatherBlockQuantized over the MatMulNBits output layer `head_name`
-    (quantized from the tied weight: `was_tied`, checked on the float graph before quantizing)."""
-    if not was_tied:
-        return
+def share_quantized_table(model: onnx.ModelProto, head) -> None:
+    """Replace the embedding Gather by GatherBlockQuantized over the MatMulNBits output layer `head`,
+    quantized from a tied weight (`is_tied` on the float graph, before quantizing)."""
     gather = _embedding_gather(model)
-    head = next(n for n in model.graph.node if n.name == head_name)
     attrs = {a.name: helper.get_attribute_value(a) for a in head.attribute}
     packed, scales, zero_points = head.input[1], head.input[2], head.input[3]
     vocab, hidden, bits = attrs["N"], attrs["K"], attrs["bits"]

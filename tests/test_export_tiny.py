@@ -101,12 +101,14 @@ def test_tied_embedding_is_stored_once(tmp_path, dtype):
     source = _source(tmp_path)
     assert source.config.tie_word_embeddings
     written = write(source, "onnx", dtype, tmp_path / "onnx")
-    graph = onnx.load(str(written.path / "model.onnx"), load_external_data=False).graph
+    model = onnx.load(str(written.path / "model.onnx"), load_external_data=False)
+    graph = model.graph
     vocab, hidden = source.config.vocab_size, source.config.hidden_size
-    tables = [t for t in graph.initializer if vocab in (t.dims[0], t.dims[-1]) and math.prod(t.dims) >= vocab * hidden / 2]
+    tables = [t for t in graph.initializer
+              if vocab in (t.dims[0], t.dims[-1]) and math.prod(t.dims) >= vocab * hidden / 2]
     assert len(tables) == 1  # (scales and zero points of a quantized table are far smaller)
     if dtype.endswith("-dq"):  # the runtimes must fold the blocks at load: the graph says so
-        assert session_options(written.path / "model.onnx") == {"session.disable_quant_qdq": "1"}
+        assert session_options(model) == {"session.disable_quant_qdq": "1"}
         assert {n.op_type for n in graph.node} >= {"DequantizeLinear", "MatMul"}
         assert "MatMulNBits" not in {n.op_type for n in graph.node}
 

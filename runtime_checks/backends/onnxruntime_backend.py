@@ -28,6 +28,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path, threads: int | None = None):
+        import onnx
         import onnxruntime as ort
 
         path = Path(path)
@@ -35,7 +36,8 @@ class OnnxRuntimeBackend(Backend):
         if not self.path.is_file():
             raise GPruneError(f"{self.path}: no such file")
         options = ort.SessionOptions()
-        for key, value in session_options(self.path).items():  # what the exporter says the graph needs
+        graph_only = onnx.load(str(self.path), load_external_data=False)
+        for key, value in session_options(graph_only).items():  # what the exporter says the graph needs
             options.add_session_config_entry(key, value)
         if threads:
             options.intra_op_num_threads = threads

@@ -23,7 +23,8 @@ def graph_interface(model_file: Path) -> dict:
     input's (name, heads, head_dim, dtype), the output names in order, the vocabulary, the external data files."""
     import onnx
 
-    graph = onnx.load(str(model_file), load_external_data=False).graph
+    model = onnx.load(str(model_file), load_external_data=False)
+    graph = model.graph
     inputs = {i.name: i.type.tensor_type for i in graph.input}
     past = []
     while past_names(len(past) // 2)[0] in inputs:
@@ -39,7 +40,7 @@ def graph_interface(model_file: Path) -> dict:
     data = sorted({e.value for t in graph.initializer for e in t.external_data if e.key == "location"})
     return {"past": past, "outputs": output_names(len(past) // 2),
             "vocab": logits.type.tensor_type.shape.dim[-1].dim_value, "data": data,
-            "session_options": session_options(model_file)}
+            "session_options": session_options(model)}
 
 
 class WebBackend(Backend):
@@ -63,8 +64,7 @@ class WebBackend(Backend):
         interface = graph_interface(model_file)
         self._vocab = interface["vocab"]
         self.threads = threads or 1
-        spec = {"threads": self.threads, "past": interface["past"], "outputs": interface["outputs"],
-                "model": str(model_file), "data": interface["data"], "session_options": interface["session_options"]}
+        spec = {**interface, "threads": self.threads, "model": str(model_file)}
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty runtime cannot block on it
         self._proc = subprocess.Popen([web.node(), str(web.runner()), json.dumps(spec)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._stderr)

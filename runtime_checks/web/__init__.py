@@ -3,6 +3,7 @@ package (package.json + package-lock.json), installed once per version into the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -21,6 +22,7 @@ MIN_NODE = 18  # onnxruntime-web's Node support
 INSTALL_HINT = "Debian/Ubuntu: apt install nodejs npm; elsewhere https://nodejs.org"
 
 
+@functools.cache  # every backend load checks Node: ask it once per process
 def _version(executable: str) -> str:
     return subprocess.run([executable, "--version"], capture_output=True, text=True, check=False).stdout.strip()
 
@@ -44,6 +46,7 @@ def node() -> str:
     return path
 
 
+@functools.cache
 def _digest() -> str:
     h = hashlib.sha256()
     for name in FILES:
