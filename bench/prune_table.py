@@ -38,7 +38,7 @@ def main():
     for r in rows:
         if r["label"] != "dense":
             runs[(r["label"], r["sparsity"])] = r  # the last run of a label wins
-    main_labels = ["gprune", "gprune +recon", "flap", "flap +recon", "flap(group-sum)", "wanda-sp", "magnitude",
+    main_labels = ["gprune", "gprune local", "gprune +recon", "gprune local +recon", "flap", "flap +recon", "flap(group-sum)", "wanda-sp", "magnitude",
                    "gprune(wanda-sp)"]
     print("### GPrune vs baselines (perplexity / dense; * = not in calibration)\n")
     by_s = sorted({s for _, s in runs})
@@ -47,7 +47,7 @@ def main():
     variants = [r for (l, s), r in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))
                 if l.startswith("gprune ") and l not in ablation_labels and l not in main_labels]
     if variants:
-        print("\n### GPrune variants (per-layer cap, propagation-aware cost)\n")
+        print("\n### GPrune variants (per-layer cap, gradient-estimated gains)\n")
         print(table(variants))
     abl = [r for (l, s), r in runs.items() if l in ablation_labels]
     if abl:

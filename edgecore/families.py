@@ -43,10 +43,14 @@ class Family:
     qkv_bias: bool
     gguf_arch: str  # llama.cpp architecture for uniform widths
     layers_path: str = "model.layers"  # where the decoder layers sit in the causal LM
+    final_norm_path: str = "model.norm"  # the norm between the last decoder layer and the output layer
     layout: dict = field(default_factory=lambda: dict(LLAMA_LAYOUT))  # role -> module path inside a layer
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.get_submodule(self.layers_path)
+
+    def final_norm(self, model: nn.Module) -> nn.Module:
+        return model.get_submodule(self.final_norm_path)
 
     def module(self, layer: nn.Module, role: str) -> nn.Module:
         return layer.get_submodule(self.layout[role])

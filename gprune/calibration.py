@@ -57,7 +57,8 @@ class Calibration:
     sources: list[str]
     layers: list[list[LayerCalib]]  # [layer][dataset]
     timing: dict = field(default_factory=dict)
-    gains: torch.Tensor | None = None  # [layer, 2] attention/FFN gains (gprune.propagation), when a method asks
+    gains: torch.Tensor | None = None  # [layer, 2] attention/FFN cost gains, to impose them (else a method measures)
+    windows: dict[str, torch.Tensor] | None = None  # the token windows, for methods that run the whole model
 
 
 def parse_sources(spec) -> tuple[str, ...]:

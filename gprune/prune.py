@@ -3,12 +3,11 @@ memory; `prune` is the file-to-file call behind `gprune-edge prune`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from edgecore.checkpoint import save_checkpoint
 from edgecore.devices import pick_device
@@ -20,13 +19,11 @@ from gprune.allocation import check_reachable
 from gprune.calibration import Calibration, calibrate, calibration_windows
 from gprune.diagnostics import PLOT_FILE, render_plot
 from gprune.methods import PrunePlan, planner
-from gprune.propagation import sublayer_gains
 from gprune.recipe import RECIPE_FILE, PruneRecipe
 from gprune.reconstruction import reconstruct
 from gprune.surgery import check_alignment, resize, with_biases
 
 SUMMARY_FILE = "prune_summary.json"
-GAIN_WINDOWS = 8  # calibration windows per source for the propagation gains (a backward pass each)
 
 
 def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration | None = None,
@@ -44,15 +41,15 @@ def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration 
     if recipe.method.calibrated and calibration is None:
         calibration = calibrate(model, tokenizer, recipe.calib_config(), Path(calib_cache) if calib_cache else None,
                                 pick_device(recipe.device))
-    if recipe.method.needs_gains() and calibration.gains is None:
-        windows = calibration_windows(tokenizer, recipe.calib_config())
-        calibration.gains = sublayer_gains(model, torch.cat([w[:GAIN_WINDOWS] for w in windows.values()]))
+    if recipe.method.needs_windows() and calibration.windows is None:
+        calibration = dataclasses.replace(calibration, windows=calibration_windows(tokenizer, recipe.calib_config()))
     plan: PrunePlan = planner(recipe.method)(model, recipe, calibration if recipe.method.calibrated else None)
     if not recipe.reconstruct:
         return resize(model, plan.keep), plan
     pruned = resize(model, with_biases(plan.keep, model.config.hidden_size))
     settings = recipe.reconstruction
-    windows = {s: w[:settings.windows] for s, w in calibration_windows(tokenizer, recipe.calib_config()).items()}
+    windows = (calibration and calibration.windows) or calibration_windows(tokenizer, recipe.calib_config())
+    windows = {s: w[:settings.windows] for s, w in windows.items()}
     plan.diagnostics["reconstruction"] = reconstruct(model, pruned, windows, settings.ridge, settings.target,
                                                      device=pick_device(recipe.device))
     return pruned, plan

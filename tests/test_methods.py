@@ -9,14 +9,15 @@ import torch
 from click.testing import CliRunner
 from tiny import random_ids, tiny_model, tiny_tokenizer
 
-from edgecore.families import fits_stock_layout
+from edgecore.families import family_of, fits_stock_layout
 from edgecore.params import neuron_params, prunable_params
 from gprune.calibration import CalibConfig, collect
 from gprune.methods import method_config
 from gprune.metrics import channel_scores, compensation_bias
 from gprune.neuron_groups import outliers, percentile_rank, unit_view
 from gprune.prune import prune_model
-from gprune.propagation import sublayer_gains
+from gprune.fisher_gains import fisher_gains
+from gprune.output_probe import OutputProbe
 from gprune.recipe import PruneRecipe
 from gprune.stats import ChannelStats
 from gprune_edge.cli import cli
@@ -207,15 +208,63 @@ def test_layer_cap_bounds_what_any_layer_gives_up(tiny_setup):
     assert all(len(k.kv_groups) >= math.ceil(2 * (1 - cap * sparsity)) for k in plan.keep)
 
 
-def test_sublayer_gains_are_positive_and_normalised(tiny_setup):
+def test_fisher_gains_are_positive_and_normalised(tiny_setup):
     model, _, _ = tiny_setup
-    gains = sublayer_gains(model, random_ids(batch=4, length=32))
+    gains = fisher_gains(model, random_ids(batch=4, length=32))
     assert gains.shape == (3, 2) and (gains > 0).all() and abs(float(gains.mean()) - 1) < 1e-9
 
 
-def test_propagation_weights_the_measured_cost_by_the_gains(tiny_setup):
+def _full_model_kl(model, ids, projection, channels, values) -> float:
+    """KL(dense || probed) per token by two whole-model passes: what OutputProbe.kl must equal."""
+    def hold(module, args):
+        x = args[0].clone()
+        x[..., channels] = values
+        return (x,)
+
+    with torch.no_grad():
+        dense = model(input_ids=ids).logits.float().log_softmax(-1)
+        handle = projection.register_forward_pre_hook(hold)
+        try:
+            probed = model(input_ids=ids).logits.float().log_softmax(-1)
+        finally:
+            handle.remove()
+    return float((dense.exp() * (dense - probed)).sum(-1).mean())
+
+
+def test_output_probe_equals_a_whole_model_pass(tiny_setup):
+    model, _, _ = tiny_setup
+    ids = random_ids(batch=3, length=16)
+    probe = OutputProbe(model, ids, batch_size=2)
+    family = family_of(model.config)
+    layer = family.decoder_layers(model)[1]
+    channels, values = torch.tensor([3, 5, 40]), torch.tensor([0.5, -1.0, 0.0])
+    for part, projection in (("ffn", family.down_proj(layer)), ("attention", family.o_proj(layer))):
+        kl, relative = probe.measure(1, part, channels, values)
+        assert kl > 0 and relative > 0
+        assert kl == pytest.approx(_full_model_kl(model, ids, projection, channels, values), rel=1e-4)
+    assert probe.measure(1, "ffn", torch.tensor([], dtype=torch.long), torch.tensor([])) == (0, 0)
+
+
+def test_measured_gains_are_recorded(tiny_setup):
     model, tok, calib = tiny_setup
-    recipe = recipe_of("gprune", {"propagation": True}, sparsity=0.3, align=8)
+    measured = prune_model(model, tok, recipe_of("gprune", sparsity=0.3, align=8, reconstruct=False), calib)[1]
+    gains = torch.tensor(measured.diagnostics["gains"])
+    assert gains.shape == (3, 2) and (gains > 0).all() and float(gains.mean()) == pytest.approx(1, abs=1e-3)
+    assert float(gains.std()) > 0.01  # sublayers differ (the random tiny model is no exception)
+    local = prune_model(model, tok, recipe_of("gprune", {"gains": "local"}, sparsity=0.3, align=8,
+                                              reconstruct=False), calib)[1]
+    assert local.diagnostics["gains"] is None
+
+
+def test_recipes_from_before_measured_gains_still_load():
+    assert method_config("gprune", {"propagation": True}).gains == "fisher"
+    assert method_config("gprune", {"propagation": False}).gains == "local"
+
+
+@pytest.mark.parametrize("gains", ["fisher", "measured"])
+def test_the_gains_weight_the_measured_cost(tiny_setup, gains):
+    model, tok, calib = tiny_setup
+    recipe = recipe_of("gprune", {"gains": gains}, sparsity=0.3, align=8)
     heavy = copy.copy(calib)
     heavy.gains = torch.ones(3, 2)
     heavy.gains[1, 1] = 1e6  # removing anything from layer 1's FFN would cost a million times more

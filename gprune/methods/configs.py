@@ -29,8 +29,8 @@ class MethodConfig(TypedConfig):
     def describe(cls) -> str:
         return f"method {cls.name!r}"
 
-    def needs_gains(self) -> bool:
-        """Whether the method weights costs by sublayer gains (gprune.propagation)."""
+    def needs_windows(self) -> bool:
+        """Whether the method runs the whole model on calibration windows (not only layer statistics)."""
         return False
 
     @classmethod
@@ -58,15 +58,24 @@ class GPruneConfig(MethodConfig):
     chunk: int = _opt(0, "FFN neurons per greedy step; 0 = the alignment")
     layer_cap: float = _opt(0.0, "no layer's FFN or attention gives up more than this multiple of the global "
                                  "sparsity (0 = no cap)")
-    propagation: bool = _opt(False, "weight each sublayer's measured cost by how much the loss responds to its "
-                                    "output downstream (empirical Fisher on the calibration text)")
+    gains: Literal["measured", "fisher", "local"] = _opt(
+        "measured", "what turns a sublayer's layer-local cost into loss: measured (each sublayer's probe removal, "
+                    "the KL at the model's output over its local cost), fisher (an isotropic empirical-Fisher "
+                    "estimate), local (none: the relative change of the layer's output)")
     uniform: bool = _opt(False, "every layer keeps the same widths (the allocation's mean KV groups, the FFN "
                                 "width meeting the budget): the stock architecture, for runtimes without "
                                 "per-layer widths; with bias compensation the HF checkpoint and GGUF stay "
                                 "per-layer (the biases), the ONNX config is the stock one")
 
-    def needs_gains(self) -> bool:
-        return self.propagation
+    def needs_windows(self) -> bool:
+        return self.gains != "local"
+
+    @classmethod
+    def from_dict(cls, data: dict, label: str | None = None):
+        if isinstance(data, dict) and isinstance(data.get("propagation"), bool):  # recipes before measured gains
+            data = {k: v for k, v in data.items() if k != "propagation"} | {
+                "gains": "fisher" if data["propagation"] else "local"}
+        return super().from_dict(data, label)
 
     def validate(self) -> None:
         if self.layer_cap < 0:

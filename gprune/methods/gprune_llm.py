@@ -2,7 +2,16 @@
 through GPruneConfig (methods/configs.py): distribution sensitivity, behaviour-consistent
 modules, the reliability switch, outlier protection, measured-cost allocation (off: robust
 standardized scores compete globally, as FLAP but median/MAD), the worst-dataset weight,
-per-dataset calibration and bias compensation; `uniform` makes every layer the same size."""
+per-dataset calibration and bias compensation; `uniform` makes every layer the same size.
+
+The measured cost is layer-local (how much a sublayer's output changes); `gains` turns it into
+what the removal costs at the model's output, one factor per sublayer. By default the factor is
+measured: a probe removes the sublayer's first units in its removal order (PROBE_SHARE of
+the FFN's neurons, the attention's first KV group); the KL divergence of the model's
+next-token distribution from the dense one, over the probe's relative change of the layer's
+output on the same tokens, is the gain.
+Without it the cut concentrated in a few middle layers whose local cost looked cheap while
+early and last layers' errors were under-priced (issue 14)."""
 
 from __future__ import annotations
 
@@ -16,14 +25,21 @@ from edgecore.families import family_of, is_uniform, layer_shapes
 from edgecore.params import kv_group_params, layer_params, neuron_params
 from gprune.allocation import global_counts, standardize, top_k
 from gprune.calibration import LayerCalib
+from gprune.fisher_gains import fisher_gains
 from gprune.measured import Queue, Sublayer, align_sublayer, greedy
 from gprune.methods import PrunePlan
 from gprune.methods.common import keep_sets, layer_diagnostics
 from gprune.methods.configs import GPruneConfig
-from gprune.metrics import channel_scores, ffn_magnitude, group_channels, kv_magnitude
+from gprune.metrics import channel_scores, ffn_magnitude, group_channels, kv_magnitude, removed_of
 from gprune.neuron_groups import modules_of, outliers, unit_view, unreliable_modules
+from gprune.output_probe import OutputProbe
 from gprune.stats import merge_all
 from gprune.surgery import aligned_width
+
+PROBE_SHARE = 0.2  # share of a layer's FFN neurons a gain probe removes
+# calibration windows per source, and tokens of each, the gains run the whole model on: the probes
+# read more documents' first halves (attention's gains vary with the document)
+GAIN_WINDOWS = {"measured": (4, 128), "fisher": (8, None)}
 
 
 def _datasets(calib, i: int, per_dataset: bool):
@@ -176,8 +192,10 @@ def plan(model, recipe, calib) -> PrunePlan:
     hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
     units = [_layer_units(family, layer, shape, _datasets(calib, i, cfg.per_dataset), recipe)
              for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes))]
-    if cfg.propagation:
-        for lu, (attention_gain, ffn_gain) in zip(units, calib.gains.tolist()):
+    gains = None
+    if cfg.gains != "local":
+        gains = calib.gains if calib.gains is not None else _gains(model, cfg, calib, units)
+        for lu, (attention_gain, ffn_gain) in zip(units, gains.tolist()):
             lu.kv.gain, lu.ffn.gain = attention_gain, ffn_gain
     removed = None
     if cfg.measured:
@@ -191,10 +209,32 @@ def plan(model, recipe, calib) -> PrunePlan:
                                           recipe.sparsity, recipe.align)
         removed = None  # the per-module counts were the per-layer allocation's
     keep = keep_sets(model, ffn_keep, kv_keep, calib if cfg.bias_comp else None, cfg.bias_comp)
-    return PrunePlan(keep, _diagnostics(model, cfg, calib, units, ffn_keep, kv_keep, removed))
+    return PrunePlan(keep, _diagnostics(model, cfg, calib, units, ffn_keep, kv_keep, removed, gains))
 
 
-def _diagnostics(model, cfg: GPruneConfig, calib, units, ffn_keep, kv_keep, removed) -> dict:
+def _gains(model, cfg: GPruneConfig, calib, units: list[LayerUnits]) -> torch.Tensor:
+    """[layers, 2] attention/FFN gains, normalised to mean 1 (only their ratios matter)."""
+    windows, tokens = GAIN_WINDOWS[cfg.gains]
+    ids = torch.cat([w[:windows, :tokens] for w in calib.windows.values()])
+    if cfg.gains == "fisher":
+        return fisher_gains(model, ids)
+    shapes = layer_shapes(model.config)
+    probe = OutputProbe(model, ids)
+    gains = torch.zeros(len(units), 2, dtype=torch.float64)
+    for i, (lu, shape) in enumerate(zip(units, shapes)):
+        data = _datasets(calib, i, cfg.per_dataset)
+        for column, (part, sub, stats, removed) in enumerate((
+                ("attention", lu.kv, [c.o for c in data], lu.kv_queue[:1]),
+                ("ffn", lu.ffn, [c.down for c in data],
+                 removed_of(_ffn_by_share(lu, shape, round(shape.ffn * (1 - PROBE_SHARE))), shape.ffn).tolist()))):
+            channels = torch.cat([sub.unit_channels[u] for u in removed])
+            held = merge_all(stats).mean[channels] if cfg.bias_comp else torch.zeros(len(channels))
+            kl, local = probe.measure(i, part, channels, held)
+            gains[i, column] = kl / max(local, 1e-12)
+    return gains / gains.mean()
+
+
+def _diagnostics(model, cfg: GPruneConfig, calib, units, ffn_keep, kv_keep, removed, gains) -> dict:
     modules = []
     for i, lu in enumerate(units):
         for m, d in enumerate(lu.modules):
@@ -210,6 +250,7 @@ def _diagnostics(model, cfg: GPruneConfig, calib, units, ffn_keep, kv_keep, remo
         "modules": modules,
         "switched_modules": [(d["layer"], d["module"]) for d in modules if d["switched_to_magnitude"]],
         "protected_neurons": [int(lu.protected.sum()) for lu in units],
+        "gains": None if gains is None else [[round(float(g), 4) for g in row] for row in gains],
         "sensitivity_histogram": {"counts": hist.hist.int().tolist(),
                                   "edges": [round(float(e), 5) for e in hist.bin_edges]},
     }

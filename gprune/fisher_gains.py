@@ -1,5 +1,6 @@
-"""How much the model's loss responds to a change of each sublayer's output, for GPrune's
-propagation-aware cost.
+"""How much the model's loss responds to a change of each sublayer's output, estimated from
+gradients: GPrune's `gains="fisher"` (its default, `"measured"`, probes the output instead:
+gprune.output_probe).
 
 GPrune measures the cost of removing units as the relative change of a sublayer's output,
 ||delta_t||^2 / ||r_t||^2 at each token (r: the residual stream there). Equal relative changes
@@ -17,7 +18,7 @@ import torch
 from edgecore.families import family_of
 
 
-def sublayer_gains(model, ids: torch.Tensor, batch_size: int = 4) -> torch.Tensor:
+def fisher_gains(model, ids: torch.Tensor, batch_size: int = 4) -> torch.Tensor:
     """[layers, 2] gains of the attention (column 0) and FFN (column 1) of every decoder layer."""
     family = family_of(model.config)
     layers = family.decoder_layers(model)
