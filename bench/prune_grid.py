@@ -1,7 +1,7 @@
 """GPrune vs baselines on SmolLM2-135M: perplexity ratio to dense per text distribution,
 calibrated on some distributions and evaluated on held-out eval halves of all of them.
 
-    python bench/prune_grid.py --out bench/results/prune_grid.jsonl [--runs main,ablation,metric,flap-old,local,cap,propagation,reconstruct]
+    python bench/prune_grid.py --out bench/results/prune_grid.jsonl [--runs main,ablation,metric,flap-old,measured,cap,propagation,reconstruct]
 
 Runs prune without reconstruction (as the methods were compared before it existed) except the
 "reconstruct" kind, which repeats gprune and flap with it. Each run appends one JSON line
@@ -56,9 +56,9 @@ def runs(kinds: list[str], sparsities: list[float]):
         for s in sparsities:
             yield "gprune", s, "flap", {}, "gprune +recon", True
             yield "flap", s, "flap", {}, "flap +recon", True
-    if "local-reconstruct" in kinds:  # the same with GPrune's layer-local cost (before issue 14's gains)
+    if "measured-reconstruct" in kinds:  # the same with GPrune's measured gains (issue 14)
         for s in sparsities:
-            yield "gprune", s, "flap", {"gains": "local"}, "gprune local +recon", True
+            yield "gprune", s, "flap", {"gains": "measured"}, "gprune measured +recon", True
 
 
 def _runs(kinds: list[str], sparsities: list[float]):
@@ -76,9 +76,9 @@ def _runs(kinds: list[str], sparsities: list[float]):
     if "flap-old" in kinds:  # FLAP as gprune-edge 0.1 scored attention (issue 14)
         for s in sparsities:
             yield "flap", s, "flap", {"attention": "group-sum"}, "flap(group-sum)"
-    if "local" in kinds:  # GPrune's layer-local cost, its default before issue 14's measured gains
+    if "measured" in kinds:  # GPrune's cost with measured gains (issue 14)
         for s in sparsities:
-            yield "gprune", s, "flap", {"gains": "local"}, "gprune local"
+            yield "gprune", s, "flap", {"gains": "measured"}, "gprune measured"
     if "propagation" in kinds:  # GPrune with gains estimated from gradients (issue 14)
         for s in sparsities:
             yield "gprune", s, "flap", {"gains": "fisher"}, "gprune propagation"
@@ -86,7 +86,7 @@ def _runs(kinds: list[str], sparsities: list[float]):
     if "cap" in kinds:  # GPrune with a per-layer cap on the layer-local cost (issue 14)
         for s in sparsities:
             for cap in LAYER_CAPS:
-                yield "gprune", s, "flap", {"layer_cap": cap, "gains": "local"}, f"gprune cap={cap:g}"
+                yield "gprune", s, "flap", {"layer_cap": cap}, f"gprune cap={cap:g}"
 
 
 def main():

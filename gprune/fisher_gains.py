@@ -1,6 +1,5 @@
 """How much the model's loss responds to a change of each sublayer's output, estimated from
-gradients: GPrune's `gains="fisher"` (its default, `"measured"`, probes the output instead:
-gprune.output_probe).
+gradients: GPrune's `gains="fisher"` (`"measured"` probes the output instead: gprune.output_probe).
 
 GPrune measures the cost of removing units as the relative change of a sublayer's output,
 ||delta_t||^2 / ||r_t||^2 at each token (r: the residual stream there). Equal relative changes

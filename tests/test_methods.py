@@ -247,12 +247,12 @@ def test_output_probe_equals_a_whole_model_pass(tiny_setup):
 
 def test_measured_gains_are_recorded(tiny_setup):
     model, tok, calib = tiny_setup
-    measured = prune_model(model, tok, recipe_of("gprune", sparsity=0.3, align=8, reconstruct=False), calib)[1]
+    measured = prune_model(model, tok, recipe_of("gprune", {"gains": "measured"}, sparsity=0.3, align=8,
+                                                 reconstruct=False), calib)[1]
     gains = torch.tensor(measured.diagnostics["gains"])
     assert gains.shape == (3, 2) and (gains > 0).all() and float(gains.mean()) == pytest.approx(1, abs=1e-3)
     assert float(gains.std()) > 0.01  # sublayers differ (the random tiny model is no exception)
-    local = prune_model(model, tok, recipe_of("gprune", {"gains": "local"}, sparsity=0.3, align=8,
-                                              reconstruct=False), calib)[1]
+    local = prune_model(model, tok, recipe_of("gprune", sparsity=0.3, align=8, reconstruct=False), calib)[1]
     assert local.diagnostics["gains"] is None
 
 

@@ -4,14 +4,13 @@ modules, the reliability switch, outlier protection, measured-cost allocation (o
 standardized scores compete globally, as FLAP but median/MAD), the worst-dataset weight,
 per-dataset calibration and bias compensation; `uniform` makes every layer the same size.
 
-The measured cost is layer-local (how much a sublayer's output changes); `gains` turns it into
-what the removal costs at the model's output, one factor per sublayer. By default the factor is
-measured: a probe removes the sublayer's first units in its removal order (PROBE_SHARE of
-the FFN's neurons, the attention's first KV group); the KL divergence of the model's
-next-token distribution from the dense one, over the probe's relative change of the layer's
-output on the same tokens, is the gain.
-Without it the cut concentrated in a few middle layers whose local cost looked cheap while
-early and last layers' errors were under-priced (issue 14)."""
+The measured cost is layer-local (how much a sublayer's output changes); `gains` can turn it
+into what the removal costs at the model's output, one factor per sublayer. `gains="measured"`:
+a probe removes the sublayer's first units in its removal order (PROBE_SHARE of the FFN's
+neurons, the attention's first KV group); the KL divergence of the model's next-token
+distribution from the dense one, over the probe's relative change of the layer's output on
+the same tokens, is the gain. It helps at 10-20% sparsity and hurts at 35% (BENCHMARKS.md,
+issue 14), so it is not the default."""
 
 from __future__ import annotations
 
