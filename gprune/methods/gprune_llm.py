@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from edgecore.errors import GPruneError
 from edgecore.families import family_of, is_uniform, layer_shapes
@@ -220,7 +221,8 @@ def _gains(model, cfg: GPruneConfig, calib, units: list[LayerUnits]) -> torch.Te
     shapes = layer_shapes(model.config)
     probe = OutputProbe(model, ids)
     gains = torch.zeros(len(units), 2, dtype=torch.float64)
-    for i, (lu, shape) in enumerate(zip(units, shapes)):
+    layers = tqdm(zip(units, shapes), total=len(units), desc="gain probes", unit="layer", leave=False)
+    for i, (lu, shape) in enumerate(layers):
         data = _datasets(calib, i, cfg.per_dataset)
         for column, (part, sub, stats, removed) in enumerate((
                 ("attention", lu.kv, [c.o for c in data], lu.kv_queue[:1]),
