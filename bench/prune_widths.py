@@ -1,8 +1,8 @@
 """Per-layer widths of pruned models from bench/prune_grid.py's JSON lines: FFN neurons and KV
 groups kept in every layer, one line per run.
 
-    python bench/prune_widths.py bench/results/prune_grid_issue14.jsonl --sparsity 0.2 \\
-        --labels "flap,flap(group-sum),gprune" --out bench/results/widths_20pct.png"""
+    python bench/prune_widths.py bench/results/prune_grid_issue14.jsonl bench/results/prune_grid_gains.jsonl \\
+        --sparsity 0.2 --labels "flap,flap(group-sum),gprune,gprune measured" --out bench/results/widths_20pct.png"""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("grid")
+    ap.add_argument("grids", nargs="+", help="prune_grid.py JSON-lines files")
     ap.add_argument("--sparsity", type=float, required=True)
     ap.add_argument("--labels", required=True, help="comma-separated run labels")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     runs = {}
-    for line in open(args.grid):
+    for line in (line for path in args.grids for line in open(path)):
         r = json.loads(line)
         if r.get("sparsity") == args.sparsity and "layers_ffn" in r:
             runs[r["label"]] = r  # the last run of a label wins
