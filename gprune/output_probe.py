@@ -3,8 +3,9 @@ divergence from the dense model's, on a few calibration windows, and on the same
 layer-local change as GPrune's measured cost defines it (||change of the sublayer's output||^2
 over ||residual stream after the sublayer||^2 per token).
 GPrune's measured gains (methods/gprune_llm.py) are their ratio: what a unit of layer-local
-cost costs at the output. Both measured on the same tokens, the ratio does not depend on how
-strongly these particular windows happen to use the removed units.
+cost costs at the output. Both are measured on the same tokens, so the ratio depends less on
+how strongly these particular windows use the removed units (it still varies with the text:
+BENCHMARKS.md, issue 14).
 
 A removal is simulated, not performed: a pre-hook holds the removed input channels of the
 sublayer's output projection at a constant (their mean with bias compensation, else 0),
