@@ -38,8 +38,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     model, tokenizer = load_model(str(builtin_hf_dir()))
-    recipe = PruneRecipe(model="smollm2-135m", method=method_config("gprune", {"gains": "measured"}), sparsity=0.2, align=32, calib=CALIB,
-                         n_samples=16, seq_len=256, reconstruct=False)
+    recipe = PruneRecipe(model="smollm2-135m", method=method_config("gprune", {"gains": "measured"}), sparsity=0.2,
+                         align=32, calib=CALIB, n_samples=16, seq_len=256, reconstruct=False)
     calib = calibrate(model, tokenizer, recipe.calib_config())
     windows = calibration_windows(tokenizer, recipe.calib_config())
     calib.windows = {s: w[args.first:] for s, w in windows.items()}

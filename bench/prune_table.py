@@ -38,8 +38,8 @@ def main():
     for r in rows:
         if r["label"] != "dense":
             runs[(r["label"], r["sparsity"])] = r  # the last run of a label wins
-    main_labels = ["gprune", "gprune measured", "gprune +recon", "gprune measured +recon", "flap", "flap +recon", "flap(group-sum)", "wanda-sp", "magnitude",
-                   "gprune(wanda-sp)"]
+    main_labels = ["gprune", "gprune measured", "gprune +recon", "gprune measured +recon", "flap", "flap +recon",
+                   "flap(group-sum)", "wanda-sp", "magnitude", "gprune(wanda-sp)"]
     print("### GPrune vs baselines (perplexity / dense; * = not in calibration)\n")
     by_s = sorted({s for _, s in runs})
     print(table([runs[(l, s)] for s in by_s for l in main_labels if (l, s) in runs]))

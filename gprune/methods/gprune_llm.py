@@ -105,6 +105,8 @@ class LayerUnits:
     protected: torch.Tensor
     sensitivity: torch.Tensor
     modules: list[dict]  # diagnostics per module
+    ffn_mean: torch.Tensor  # mean input of down_proj / o_proj per channel, pooled over datasets
+    kv_mean: torch.Tensor
 
 
 def _layer_units(family, layer, shape, data, recipe) -> LayerUnits:
@@ -132,7 +134,8 @@ def _layer_units(family, layer, shape, data, recipe) -> LayerUnits:
                         "mean_frequency": round(float(view.frequency[in_m].mean()), 4)})
     return LayerUnits(ffn, kv, queues, torch.argsort(kv_view.mean_rank, stable=True).tolist(),
                       torch.where(protected, torch.inf, standardize(raw.mean(0), robust=True)),
-                      standardize(kv_raw.mean(0), robust=True), protected, view.sensitivity, modules)
+                      standardize(kv_raw.mean(0), robust=True), protected, view.sensitivity, modules,
+                      pooled_down.mean, pooled_o.mean)
 
 
 def _allocate_measured(units: list[LayerUnits], target: float, align: int, chunk: int):
@@ -223,13 +226,12 @@ def _gains(model, cfg: GPruneConfig, calib, units: list[LayerUnits]) -> torch.Te
     gains = torch.zeros(len(units), 2, dtype=torch.float64)
     layers = tqdm(zip(units, shapes), total=len(units), desc="gain probes", unit="layer", leave=False)
     for i, (lu, shape) in enumerate(layers):
-        data = _datasets(calib, i, cfg.per_dataset)
-        for column, (part, sub, stats, removed) in enumerate((
-                ("attention", lu.kv, [c.o for c in data], lu.kv_queue[:1]),
-                ("ffn", lu.ffn, [c.down for c in data],
+        for column, (part, sub, mean, removed) in enumerate((
+                ("attention", lu.kv, lu.kv_mean, lu.kv_queue[:1]),
+                ("ffn", lu.ffn, lu.ffn_mean,
                  removed_of(_ffn_by_share(lu, shape, round(shape.ffn * (1 - PROBE_SHARE))), shape.ffn).tolist()))):
             channels = torch.cat([sub.unit_channels[u] for u in removed])
-            held = merge_all(stats).mean[channels] if cfg.bias_comp else torch.zeros(len(channels))
+            held = mean[channels] if cfg.bias_comp else torch.zeros(len(channels))
             kl, local = probe.measure(i, part, channels, held)
             gains[i, column] = kl / max(local, 1e-12)
     return gains / gains.mean()
