@@ -61,7 +61,7 @@ class GPruneConfig(MethodConfig):
     gains: Literal["local", "measured", "fisher"] = _opt(
         "local", "what turns a sublayer's layer-local cost into loss: local (none: the relative change of the "
                  "layer's output), measured (each sublayer's probe removal: the KL at the model's output over its "
-                 "local change; about 150 s more for SmolLM2 on a 2-core CPU), fisher (an isotropic "
+                 "local change; minutes more for SmolLM2 on a 2-core CPU), fisher (an isotropic "
                  "empirical-Fisher estimate)")
     uniform: bool = _opt(False, "every layer keeps the same widths (the allocation's mean KV groups, the FFN "
                                 "width meeting the budget): the stock architecture, for runtimes without "
