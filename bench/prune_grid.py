@@ -1,7 +1,7 @@
 """GPrune vs baselines on SmolLM2-135M: perplexity ratio to dense per text distribution,
 calibrated on some distributions and evaluated on held-out eval halves of all of them.
 
-    python bench/prune_grid.py --out bench/results/prune_grid.jsonl [--runs main,ablation,metric,flap-old,measured,cap,propagation,reconstruct]
+    python bench/prune_grid.py --out bench/results/prune_grid.jsonl [--runs main,ablation,metric,flap-old,measured,search,cap,propagation,reconstruct]
 
 Runs prune without reconstruction (as the methods were compared before it existed) except the
 "reconstruct" kind, which repeats gprune and flap with it. Each run appends one JSON line
@@ -29,6 +29,7 @@ EVAL = ["wiki", "news", "code", "science", "dialogue", "boolq"]  # last three: o
 SPARSITIES = [0.10, 0.20, 0.35, 0.50]
 BASELINES = ["magnitude", "wanda-sp", "flap"]
 LAYER_CAPS = (1.5, 2.0, 3.0)
+SEARCH = 40  # generations of GPrune's width search
 ABLATIONS = {  # name -> gprune options (each switches one step off)
     "no-sensitivity": {"sensitivity": False}, "no-modules": {"modules": 1}, "no-reliability": {"reliability": False},
     "no-outliers": {"outliers": False}, "no-measured": {"measured": False}, "lam=0": {"lam": 0.0},
@@ -59,6 +60,9 @@ def runs(kinds: list[str], sparsities: list[float]):
     if "measured-reconstruct" in kinds:  # the same with GPrune's measured gains (issue 14)
         for s in sparsities:
             yield "gprune", s, "flap", {"gains": "measured"}, "gprune measured +recon", True
+    if "search-reconstruct" in kinds:  # ... and with the width search (issue 14)
+        for s in sparsities:
+            yield "gprune", s, "flap", {"search": SEARCH}, "gprune search +recon", True
 
 
 def _runs(kinds: list[str], sparsities: list[float]):
@@ -79,6 +83,9 @@ def _runs(kinds: list[str], sparsities: list[float]):
     if "measured" in kinds:  # GPrune's cost with measured gains (issue 14)
         for s in sparsities:
             yield "gprune", s, "flap", {"gains": "measured"}, "gprune measured"
+    if "search" in kinds:  # GPrune's widths searched at the model's output (issue 14)
+        for s in sparsities:
+            yield "gprune", s, "flap", {"search": SEARCH}, "gprune search"
     if "propagation" in kinds:  # GPrune with gains estimated from gradients (issue 14)
         for s in sparsities:
             yield "gprune", s, "flap", {"gains": "fisher"}, "gprune propagation"

@@ -32,7 +32,8 @@ from runtime_checks.tasks import CHANCE
 TASKS = ["arc_easy", "piqa", "hellaswag", "lambada"]
 # label -> (method, options, reconstruct); a bare method name runs without reconstruction
 VARIANTS = {"flap(group-sum)": ("flap", {"attention": "group-sum"}, False), "gprune +recon": ("gprune", {}, True),
-            "flap +recon": ("flap", {}, True), "gprune measured": ("gprune", {"gains": "measured"}, False)}
+            "flap +recon": ("flap", {}, True), "gprune measured": ("gprune", {"gains": "measured"}, False),
+            "gprune search": ("gprune", {"search": 40}, False)}
 METHODS = ["dense", "gprune", *reversed(BASELINES), *VARIANTS]  # dense, gprune, flap, wanda-sp, magnitude, ...
 
 

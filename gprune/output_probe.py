@@ -10,7 +10,9 @@ BENCHMARKS.md, issue 14).
 A removal is simulated, not performed: a pre-hook holds the removed input channels of the
 sublayer's output projection at a constant (their mean with bias compensation, else 0),
 which is exactly what pruning them does. One dense pass keeps every layer's input, so a
-probe runs only the layers from the probed one on. The whole model sits on one device."""
+probe runs only the layers from the probed one on. `kl` prices a whole allocation the same
+way (several sublayers held at once), for GPrune's width search. The whole model sits on one
+device."""
 
 from __future__ import annotations
 
@@ -43,31 +45,56 @@ class OutputProbe:
     def _log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(hidden)).float().log_softmax(-1)
 
+    def _projection(self, layer: int, part: str):
+        block = self.layers[layer]
+        return self.family.o_proj(block) if part == "attention" else self.family.down_proj(block)
+
+    def _hold(self, layer: int, part: str, channels: torch.Tensor, values: torch.Tensor, change: list | None = None):
+        """Hook holding input `channels` of `part`'s output projection at `values`; it appends the
+        squared norm of the projection's output change per token to `change` when given."""
+        def hold(module, args):
+            x = args[0].clone()
+            x[..., channels.to(x.device)] = values.to(x)
+            if change is not None:
+                change.append(torch.nn.functional.linear(x - args[0], module.weight).float().pow(2).sum(-1))
+            return (x, *args[1:])
+        return self._projection(layer, part).register_forward_pre_hook(hold)
+
+    def _batch_kl(self, start: int, states, kwargs, dense) -> float:
+        """Summed KL(dense || hooked) over one batch's tokens, layers run from `start` on."""
+        hidden = states[start]
+        for b in self.layers[start:]:
+            hidden = _output(b(hidden, **kwargs))
+        return float((dense.exp() * (dense - self._log_probs(hidden))).sum())
+
+    @torch.no_grad()
+    def kl(self, holds: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """Mean KL(dense || held) per token when, for every (layer, part) in `holds`, the input
+        channels of its output projection are held at the given values: a whole allocation at once."""
+        holds = {key: held for key, held in holds.items() if len(held[0])}
+        if not holds:
+            return 0.0
+        handles = [self._hold(layer, part, *held) for (layer, part), held in holds.items()]
+        start = min(layer for layer, _ in holds)
+        try:
+            return sum(self._batch_kl(start, states, kwargs, dense) for states, kwargs, dense in self.batches) / self.tokens
+        finally:
+            for handle in handles:
+                handle.remove()
+
     @torch.no_grad()
     def measure(self, layer: int, part: str, channels: torch.Tensor, values: torch.Tensor) -> tuple[float, float]:
         """(mean KL(dense || probed), mean relative change) per token when input `channels` of the
         output projection of decoder layer `layer`'s `part` ("attention" or "ffn") are held at `values`."""
-        block = self.layers[layer]
-        projection = self.family.o_proj(block) if part == "attention" else self.family.down_proj(block)
         change, residual = [], []
-
-        def hold(module, args):
-            x = args[0].clone()
-            x[..., channels.to(x.device)] = values.to(x)
-            change.append(torch.nn.functional.linear(x - args[0], module.weight).float().pow(2).sum(-1))
-            return (x, *args[1:])
-
-        handles = [projection.register_forward_pre_hook(hold)]
+        handles = [self._hold(layer, part, channels, values, change)]
         if part == "attention":  # the post-attention norm's input is the residual stream after attention
-            handles.append(self.family.post_attention_norm(block).register_forward_pre_hook(
+            handles.append(self.family.post_attention_norm(self.layers[layer]).register_forward_pre_hook(
                 lambda module, args: residual.append(args[0].float().pow(2).sum(-1))))
         kl = relative = 0.0
         try:
             for states, kwargs, dense in self.batches:
-                hidden = states[layer]
-                for b in self.layers[layer:]:
-                    hidden = _output(b(hidden, **kwargs))
-                kl += float((dense.exp() * (dense - self._log_probs(hidden))).sum())
+                kl += self._batch_kl(layer, states, kwargs, dense)
                 scale = residual.pop() if residual else states[layer + 1].float().pow(2).sum(-1)
                 relative += float((change.pop() / scale.clamp(min=1e-12)).sum())
         finally:

@@ -1,7 +1,6 @@
 """The `info` and `prune` commands, their bad inputs, and the real SmolLM2 round trip."""
 
 import json
-import shutil
 
 import pytest
 import torch

@@ -1,6 +1,7 @@
 """Metrics on hand-made cases, GPrune's unit analysis, budgets, determinism, bad CLI input."""
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -9,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from tiny import random_ids, tiny_model, tiny_tokenizer
 
+from edgecore.errors import GPruneError
 from edgecore.families import family_of, fits_stock_layout
 from edgecore.params import neuron_params, prunable_params
 from gprune.calibration import CalibConfig, collect
@@ -291,3 +293,30 @@ def test_uniform_gives_every_layer_the_same_widths_within_budget(tiny_setup, spa
     assert fits_stock_layout(pruned.config)  # no compensation biases: saved as the stock architecture
     # the units kept are those GPrune ranks highest in each layer, not the same indices everywhere
     assert len({tuple(k.ffn.tolist()) for k in plan.keep}) > 1
+
+
+def test_the_width_search_prices_what_pruning_does(tiny_setup):
+    """The KL the search reports for its widths is the KL of the model pruned to them."""
+    model, tok, calib = tiny_setup
+    windows = {name: random_ids(batch=4, length=32, seed=s) for s, name in enumerate(("a", "b", "c"))}
+    searched = dataclasses.replace(calib, windows=windows)
+    recipe = recipe_of("gprune", {"search": 8}, sparsity=0.3, align=8, reconstruct=False, seed=2)
+    pruned, plan = prune_model(model, tok, recipe, calibration=searched)
+    log = plan.diagnostics["search"]
+    assert log["accepted"] > 0 and log["price_end"] < log["price_start"]
+    ids = torch.cat(list(windows.values()))
+    with torch.no_grad():
+        dense = model(input_ids=ids).logits.float().log_softmax(-1)
+        kl = float((dense.exp() * (dense - pruned(input_ids=ids).logits.float().log_softmax(-1))).sum(-1).mean())
+    assert kl == pytest.approx(log["price_end"], rel=1e-4)
+    before, after = prunable_params(model.config), prunable_params(pruned.config)
+    assert 0.3 <= 1 - after / before <= 0.3 + 8 * neuron_params(64) / before
+    greedy = prune_model(model, tok, recipe_of("gprune", sparsity=0.3, align=8, reconstruct=False), searched)[1]
+    assert greedy.diagnostics["search"] is None
+    assert [len(k.ffn) for k in plan.keep] != [len(k.ffn) for k in greedy.keep]
+
+
+def test_the_width_search_refuses_what_it_cannot_refine():
+    for options in ({"search": -1}, {"search": 2, "uniform": True}, {"search": 2, "measured": False}):
+        with pytest.raises(GPruneError, match="search"):
+            method_config("gprune", options)

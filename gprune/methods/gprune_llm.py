@@ -14,6 +14,7 @@ issue 14), so it is not the default."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -35,11 +36,14 @@ from gprune.neuron_groups import modules_of, outliers, unit_view, unreliable_mod
 from gprune.output_probe import OutputProbe
 from gprune.stats import merge_all
 from gprune.surgery import aligned_width
+from gprune.width_search import Space, Widths, search_widths
 
 PROBE_SHARE = 0.2  # share of a layer's FFN neurons a gain probe removes
 # calibration windows per source, and tokens of each, the gains run the whole model on: the probes
 # read more documents' first halves (attention's gains vary with the document)
 GAIN_WINDOWS = {"measured": (4, 128), "fisher": (8, None)}
+# the width search's cheap price, its full price, and a check on windows neither read (windows per source, tokens)
+SEARCH_WINDOWS = {"cheap": (slice(0, 1), 128), "full": (slice(0, 4), 128), "held_out": (slice(4, 8), 128)}
 
 
 def _datasets(calib, i: int, per_dataset: bool):
@@ -200,11 +204,14 @@ def plan(model, recipe, calib) -> PrunePlan:
         gains = calib.gains if calib.gains is not None else _gains(model, cfg, calib, units)
         for lu, (attention_gain, ffn_gain) in zip(units, gains.tolist()):
             lu.kv.gain, lu.ffn.gain = attention_gain, ffn_gain
-    removed = None
+    removed = search = None
     if cfg.measured:
         target = recipe.sparsity * sum(layer_params(s, hidden, qkv_bias) for s in shapes)
         ffn_keep, kv_keep, removed = _allocate_measured(units, target, recipe.align,
                                                         int(cfg.chunk) or recipe.align)
+        if cfg.search:
+            ffn_keep, kv_keep, search = _search(model, recipe, calib, units, target, ffn_keep, kv_keep)
+            removed = None  # the per-module counts were the greedy's
     else:
         ffn_keep, kv_keep = _allocate_ranked(units, shapes, hidden, qkv_bias, recipe.sparsity, recipe.align)
     if cfg.uniform:
@@ -212,13 +219,18 @@ def plan(model, recipe, calib) -> PrunePlan:
                                           recipe.sparsity, recipe.align)
         removed = None  # the per-module counts were the per-layer allocation's
     keep = keep_sets(model, ffn_keep, kv_keep, calib if cfg.bias_comp else None, cfg.bias_comp)
-    return PrunePlan(keep, _diagnostics(model, cfg, calib, units, ffn_keep, kv_keep, removed, gains))
+    diagnostics = _diagnostics(model, cfg, calib, units, ffn_keep, kv_keep, removed, gains)
+    return PrunePlan(keep, diagnostics | {"search": search})
+
+
+def _window_ids(calib, windows: slice, tokens: int | None) -> torch.Tensor:
+    return torch.cat([w[windows, :tokens] for w in calib.windows.values()])
 
 
 def _gains(model, cfg: GPruneConfig, calib, units: list[LayerUnits]) -> torch.Tensor:
     """[layers, 2] attention/FFN gains, normalised to mean 1 (only their ratios matter)."""
     windows, tokens = GAIN_WINDOWS[cfg.gains]
-    ids = torch.cat([w[:windows, :tokens] for w in calib.windows.values()])
+    ids = _window_ids(calib, slice(0, windows), tokens)
     if cfg.gains == "fisher":
         return fisher_gains(model, ids)
     shapes = layer_shapes(model.config)
@@ -235,6 +247,48 @@ def _gains(model, cfg: GPruneConfig, calib, units: list[LayerUnits]) -> torch.Te
             kl, local = probe.measure(i, part, channels, held)
             gains[i, column] = kl / max(local, 1e-12)
     return gains / gains.mean()
+
+
+def _ffn_order(lu: LayerUnits, chunk: int) -> torch.Tensor:
+    """The layer's FFN neurons in the order the greedy removes them when only this layer gives up
+    units. A sublayer's costs depend only on its own removals, so this is also the global greedy's
+    order restricted to the layer: any width keeps the units the greedy would."""
+    sub = dataclasses.replace(lu.ffn, removed=[], objective=0.0, version=0)
+    greedy([sub], [Queue(0, list(order)) for order in lu.ffn_queues], math.inf, [chunk])
+    return torch.tensor(sub.removed, dtype=torch.long)
+
+
+def _search(model, recipe, calib, units: list[LayerUnits], target: float, ffn_keep, kv_keep):
+    """The greedy's widths refined by gprune.width_search, priced by the KL at the model's output with
+    the removed channels held as pruning holds them; inside a layer the greedy's removal order."""
+    cfg: GPruneConfig = recipe.method
+    family, shapes, hidden = family_of(model.config), layer_shapes(model.config), model.config.hidden_size
+    orders = [_ffn_order(lu, int(cfg.chunk) or recipe.align) for lu in units]
+    space = Space(tuple(s.ffn - len(o) for s, o in zip(shapes, orders)), tuple(s.ffn for s in shapes),
+                  tuple(s.kv_heads for s in shapes), recipe.align, neuron_params(hidden),
+                  tuple(kv_group_params(s, hidden, family.qkv_bias) for s in shapes), target)
+
+    def holds(w: Widths) -> dict:
+        out = {}
+        for i, (lu, shape, order) in enumerate(zip(units, shapes, orders)):
+            groups = torch.tensor(lu.kv_queue[:shape.kv_heads - w.kv[i]], dtype=torch.long)
+            for part, channels, mean in (("ffn", order[:shape.ffn - w.ffn[i]], lu.ffn_mean),
+                                         ("attention", family.query_rows(shape, groups), lu.kv_mean)):
+                out[i, part] = channels, mean[channels] if cfg.bias_comp else torch.zeros(len(channels))
+        return out
+
+    probes = {name: OutputProbe(model, _window_ids(calib, windows, tokens))
+              for name, (windows, tokens) in SEARCH_WINDOWS.items() if _window_ids(calib, windows, tokens).numel()}
+    start = Widths(tuple(len(f) for f in ffn_keep), tuple(len(k) for k in kv_keep))
+    widths, log = search_widths(start, space, lambda w: probes["cheap"].kl(holds(w)),
+                                lambda w: probes["full"].kl(holds(w)), int(cfg.search), recipe.seed)
+    if "held_out" in probes:  # windows the search never read: does what it found carry over?
+        log["held_out_start"], log["held_out_end"] = (probes["held_out"].kl(holds(w)) for w in (start, widths))
+    if widths == start:
+        return ffn_keep, kv_keep, log
+    keep_ffn = [removed_of(order[:shape.ffn - n], shape.ffn) for order, shape, n in zip(orders, shapes, widths.ffn)]
+    keep_kv = [torch.tensor(sorted(lu.kv_queue[shape.kv_heads - n:])) for lu, shape, n in zip(units, shapes, widths.kv)]
+    return keep_ffn, keep_kv, log
 
 
 def _diagnostics(model, cfg: GPruneConfig, calib, units, ffn_keep, kv_keep, removed, gains) -> dict:
