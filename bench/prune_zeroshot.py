@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from prune_grid import BASELINES, CALIB, SPARSITIES  # bench/ is on sys.path when run as a script
+from prune_grid import BASELINES, CALIB, SEARCH, SPARSITIES  # bench/ is on sys.path when run as a script
 
 from edgecore.loading import builtin_hf_dir, load_model
 from edgecore.params import prunable_params
@@ -33,7 +33,7 @@ TASKS = ["arc_easy", "piqa", "hellaswag", "lambada"]
 # label -> (method, options, reconstruct); a bare method name runs without reconstruction
 VARIANTS = {"flap(group-sum)": ("flap", {"attention": "group-sum"}, False), "gprune +recon": ("gprune", {}, True),
             "flap +recon": ("flap", {}, True), "gprune measured": ("gprune", {"gains": "measured"}, False),
-            "gprune search": ("gprune", {"search": 40}, False)}
+            "gprune search": ("gprune", {"search": SEARCH}, False)}
 METHODS = ["dense", "gprune", *reversed(BASELINES), *VARIANTS]  # dense, gprune, flap, wanda-sp, magnitude, ...
 
 

@@ -10,7 +10,12 @@ a probe removes the sublayer's first units in its removal order (PROBE_SHARE of 
 neurons, the attention's first KV group); the KL divergence of the model's next-token
 distribution from the dense one, over the probe's relative change of the layer's output on
 the same tokens, is the gain. It helps at 10-20% sparsity and hurts at 35% (BENCHMARKS.md,
-issue 14), so it is not the default."""
+issue 14), so it is not the default.
+
+`search` (generations, 0 = off) then refines the greedy's per-layer widths at the model's output
+(gprune.width_search): candidates are priced by the KL of the whole pruned model, simulated
+with OutputProbe, and inside a layer the units removed are always the greedy's own order for
+that layer (`_ffn_order`), so only the widths change."""
 
 from __future__ import annotations
 
