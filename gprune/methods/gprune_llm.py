@@ -282,8 +282,8 @@ def _search(model, recipe, calib, units: list[LayerUnits], target: float, ffn_ke
                 out[i, part] = channels, mean[channels] if cfg.bias_comp else torch.zeros(len(channels))
         return out
 
-    probes = {name: OutputProbe(model, _window_ids(calib, windows, tokens))
-              for name, (windows, tokens) in SEARCH_WINDOWS.items() if _window_ids(calib, windows, tokens).numel()}
+    ids = {name: _window_ids(calib, windows, tokens) for name, (windows, tokens) in SEARCH_WINDOWS.items()}
+    probes = {name: OutputProbe(model, i) for name, i in ids.items() if i.numel()}  # held_out needs 8 windows
     start = Widths(tuple(len(f) for f in ffn_keep), tuple(len(k) for k in kv_keep))
     widths, log = search_widths(start, space, lambda w: probes["cheap"].kl(holds(w)),
                                 lambda w: probes["full"].kl(holds(w)), int(cfg.search), recipe.seed)
@@ -291,6 +291,7 @@ def _search(model, recipe, calib, units: list[LayerUnits], target: float, ffn_ke
         log["held_out_start"], log["held_out_end"] = (probes["held_out"].kl(holds(w)) for w in (start, widths))
     if widths == start:
         return ffn_keep, kv_keep, log
+    # removed_of gives the complement: the neurons not in the order's first (ffn - n), i.e. those kept
     keep_ffn = [removed_of(order[:shape.ffn - n], shape.ffn) for order, shape, n in zip(orders, shapes, widths.ffn)]
     keep_kv = [torch.tensor(sorted(lu.kv_queue[shape.kv_heads - n:])) for lu, shape, n in zip(units, shapes, widths.kv)]
     return keep_ffn, keep_kv, log
