@@ -195,7 +195,7 @@ def _make_uniform(units: list[LayerUnits], shapes, kv_kept: list[int], hidden, q
     per_layer = max(0.0, sparsity * total - attention_removed) / (len(shapes) * neuron_params(hidden))
     n_ffn = aligned_width(shape.ffn - per_layer, align, shape.ffn)
     return ([_ffn_by_share(lu, shape, n_ffn) for lu in units],
-            [torch.tensor(sorted(lu.kv_queue[shape.kv_heads - n_kv:])) for lu in units])
+            [_kv_kept(lu, shape, n_kv) for lu in units])
 
 
 def plan(model, recipe, calib) -> PrunePlan:
@@ -248,10 +248,19 @@ def _gains(model, cfg: GPruneConfig, calib, units: list[LayerUnits]) -> torch.Te
                 ("ffn", lu.ffn, lu.ffn_mean,
                  removed_of(_ffn_by_share(lu, shape, round(shape.ffn * (1 - PROBE_SHARE))), shape.ffn).tolist()))):
             channels = torch.cat([sub.unit_channels[u] for u in removed])
-            held = mean[channels] if cfg.bias_comp else torch.zeros(len(channels))
-            kl, local = probe.measure(i, part, channels, held)
+            kl, local = probe.measure(i, part, *_held(channels, mean, cfg))
             gains[i, column] = kl / max(local, 1e-12)
     return gains / gains.mean()
+
+
+def _kv_kept(lu: LayerUnits, shape, n: int) -> torch.Tensor:
+    """The n KV groups a layer keeps: those last in its removal queue."""
+    return torch.tensor(sorted(lu.kv_queue[shape.kv_heads - n:]))
+
+
+def _held(channels: torch.Tensor, mean: torch.Tensor, cfg: GPruneConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(channels, the values pruning leaves them at): their mean with bias compensation, else 0."""
+    return channels, mean[channels] if cfg.bias_comp else torch.zeros(len(channels))
 
 
 def _ffn_order(lu: LayerUnits, chunk: int) -> torch.Tensor:
@@ -279,7 +288,7 @@ def _search(model, recipe, calib, units: list[LayerUnits], target: float, ffn_ke
             groups = torch.tensor(lu.kv_queue[:shape.kv_heads - w.kv[i]], dtype=torch.long)
             for part, channels, mean in (("ffn", order[:shape.ffn - w.ffn[i]], lu.ffn_mean),
                                          ("attention", family.query_rows(shape, groups), lu.kv_mean)):
-                out[i, part] = channels, mean[channels] if cfg.bias_comp else torch.zeros(len(channels))
+                out[i, part] = _held(channels, mean, cfg)
         return out
 
     ids = {name: _window_ids(calib, windows, tokens) for name, (windows, tokens) in SEARCH_WINDOWS.items()}
@@ -293,7 +302,7 @@ def _search(model, recipe, calib, units: list[LayerUnits], target: float, ffn_ke
         return ffn_keep, kv_keep, log
     # removed_of gives the complement: the neurons not in the order's first (ffn - n), i.e. those kept
     keep_ffn = [removed_of(order[:shape.ffn - n], shape.ffn) for order, shape, n in zip(orders, shapes, widths.ffn)]
-    keep_kv = [torch.tensor(sorted(lu.kv_queue[shape.kv_heads - n:])) for lu, shape, n in zip(units, shapes, widths.kv)]
+    keep_kv = [_kv_kept(lu, shape, n) for lu, shape, n in zip(units, shapes, widths.kv)]
     return keep_ffn, keep_kv, log
 
 
