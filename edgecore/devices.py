@@ -1,4 +1,5 @@
-"""The compute device a run asks for, checked before any work starts."""
+"""Compute devices: the one a run asks for, checked before any work starts, and the one a
+model sits on."""
 
 from __future__ import annotations
 
@@ -24,3 +25,8 @@ def pick_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise GPruneError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def model_device(model) -> torch.device:
+    """The device a model's (first) parameters sit on."""
+    return next(model.parameters()).device

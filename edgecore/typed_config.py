@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import ClassVar
 
-from edgecore.errors import GPruneError
+from edgecore.errors import GPruneError, note
 
 
 def _type_name(tp) -> str:
@@ -73,6 +73,13 @@ def _convert(value, tp, where: str):
     raise GPruneError(f"{where} must be {_type_name(tp)}, got {value!r}")
 
 
+def option(default, help: str, default_factory=None):
+    """A config field with the help text `--help` shows for it (gprune_edge.cli.config_options)."""
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def read_json(path: str | Path, what: str):
     """The parsed JSON of a config file, or a one-line error naming the file."""
     try:
@@ -86,6 +93,11 @@ class TypedConfig:
     `validate` hook for checks beyond types (ranges). Construction in Python is checked too."""
 
     what: ClassVar[str] = ""  # what the config is called in messages ("recipe", "build config")
+    # options earlier versions had, each with the value that does what the config does now: a file
+    # naming one loads with a note when it holds that value, else it is refused (it asked for more)
+    retired: ClassVar[dict[str, object]] = {}
+    # fields that moved out of this config (to the run context): dropped from old files with a note
+    moved: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -112,12 +124,25 @@ class TypedConfig:
     def from_dict(cls, data: dict, label: str | None = None):
         if not isinstance(data, dict):
             raise GPruneError(f"{label or cls.describe()} must be a mapping, got {data!r}")
+        data = cls._without_retired(data, label or cls.describe())
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             known = ", ".join(cls.field_names()) or "none"
             raise GPruneError(f"{label or cls.describe()} has no option {', '.join(map(repr, unknown))}; "
                               f"valid options: {known}")
         return cls(**data)
+
+    @classmethod
+    def _without_retired(cls, data: dict, label: str) -> dict:
+        for key in sorted(set(data) & set(cls.moved)):
+            note(f"{label}: {key!r} is no longer part of it ({cls.moved[key]}); dropped {data[key]!r}")
+        for key in sorted(set(data) & set(cls.retired)):
+            if data[key] != cls.retired[key]:
+                raise GPruneError(f"{label}: option {key}={json.dumps(data[key])} was removed in gprune-edge 0.3 "
+                                  f"(BENCHMARKS.md has its figures); drop {key!r} to run without it")
+            note(f"{label}: option {key!r} was removed in gprune-edge 0.3; its value {data[key]!r} is what "
+                 "the method does now, dropped")
+        return {k: v for k, v in data.items() if k not in cls.retired and k not in cls.moved}
 
     def to_dict(self) -> dict:
         out = {}

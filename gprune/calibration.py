@@ -21,8 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from edgecore import textdata
+from edgecore.devices import model_device
 from edgecore.errors import GPruneError
 from edgecore.families import family_of
+from edgecore.fingerprint import model_fingerprint
 from edgecore.outputs import write_atomic
 from edgecore.pinned import cache_dir
 from gprune.stats import ChannelStats
@@ -57,8 +59,6 @@ class Calibration:
     sources: list[str]
     layers: list[list[LayerCalib]]  # [layer][dataset]
     timing: dict = field(default_factory=dict)
-    gains: torch.Tensor | None = None  # [layer, 2] attention/FFN cost gains, to impose them (else a method measures)
-    windows: dict[str, torch.Tensor] | None = None  # the token windows, for methods that run the whole model
 
 
 def parse_sources(spec) -> tuple[str, ...]:
@@ -78,10 +78,6 @@ class _Stop(Exception):
     pass
 
 
-def _model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def capture_layer_inputs(model, ids: torch.Tensor, batch_size: int, device: torch.device):
     """Hidden states entering decoder layer 0 and the keyword arguments it is called with, per batch."""
@@ -96,7 +92,7 @@ def capture_layer_inputs(model, ids: torch.Tensor, batch_size: int, device: torc
         raise _Stop
 
     body = model.model
-    home = {name: _model_device(m) for name, m in body.named_children()
+    home = {name: model_device(m) for name, m in body.named_children()
             if name != "layers" and any(True for _ in m.parameters())}
     for name in home:
         getattr(body, name).to(device)
@@ -166,8 +162,9 @@ def _run_layer(layer, family, batches, positions: torch.Tensor) -> tuple[LayerCa
 @torch.no_grad()
 def collect(model, windows: dict[str, torch.Tensor], cfg: CalibConfig, device: torch.device | None = None
             ) -> Calibration:
-    """Statistics of every layer on every dataset, processing one decoder layer at a time."""
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Statistics of every layer on every dataset, processing one decoder layer at a time on
+    `device` (default: where the model is)."""
+    device = device or model_device(model)
     family = family_of(model.config)
     layers = family.decoder_layers(model)
     started = time.perf_counter()
@@ -176,7 +173,7 @@ def collect(model, windows: dict[str, torch.Tensor], cfg: CalibConfig, device: t
                  for d, (name, ids) in enumerate(windows.items())}
     per_layer = []
     for layer in layers:
-        home = _model_device(layer)
+        home = model_device(layer)
         layer.to(device)
         row = []
         for name in windows:
@@ -190,17 +187,6 @@ def collect(model, windows: dict[str, torch.Tensor], cfg: CalibConfig, device: t
 
 
 # ----------------------------------------------------------------------------- cache
-
-def model_fingerprint(model) -> str:
-    """Cheap identity of the weights: config plus a checksum of a few tensors."""
-    family = family_of(model.config)
-    layers = family.decoder_layers(model)
-    probes = [family.down_proj(layers[0]).weight, family.module(layers[-1], "gate_proj").weight, family.o_proj(layers[0]).weight]
-    h = hashlib.sha1(model.config.to_json_string(use_diff=False).encode())
-    for p in (t.detach() for t in probes):
-        h.update(f"{float(p.double().sum()):.10e},{float(p.double().abs().sum()):.10e}".encode())
-    return h.hexdigest()[:16]
-
 
 def cache_key(model, cfg: CalibConfig) -> str:
     spec = json.dumps({"v": CACHE_VERSION, "model": model_fingerprint(model), "sources": list(cfg.sources),
@@ -238,7 +224,8 @@ def load(path: Path) -> Calibration:
 
 
 def calibrate(model, tokenizer, cfg: CalibConfig, cache: Path | None = None, device=None) -> Calibration:
-    """Cached calibration: statistics for (model, sources, samples, seq_len, seed) are computed once."""
+    """Cached calibration: statistics for (model, sources, samples, seq_len, seed) are computed once,
+    one layer at a time on `device` (default: where the model is)."""
     path = (cache or cache_dir() / "calib") / cache_key(model, cfg)
     if (path / "meta.json").exists() and (path / "stats.safetensors").exists():
         try:

@@ -28,7 +28,6 @@ class Sublayer:
     unit_params: int
     min_keep: int  # units that must stay (besides protected ones, which are in no queue)
     lam: float
-    gain: float = 1.0  # loss per unit of relative output change here (gprune.propagation); 1: layer-local cost
     delta: torch.Tensor = None  # [hidden, T] output change of what is removed so far
     objective: float = 0.0
     removed: list[int] = field(default_factory=list)  # in removal order
@@ -46,7 +45,7 @@ class Sublayer:
         return torch.stack([err[a:b].mean() for a, b in self.segments])
 
     def combine(self, per_dataset: torch.Tensor) -> float:
-        return self.gain * float(per_dataset.mean() + self.lam * per_dataset.max())
+        return float(per_dataset.mean() + self.lam * per_dataset.max())
 
     def trial(self, units: list[int]) -> tuple[float, torch.Tensor]:
         cols = torch.cat([self.unit_channels[u] for u in units])

@@ -3,22 +3,21 @@ memory; `prune` is the file-to-file call behind `gprune-edge prune`."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgecore.checkpoint import save_checkpoint
-from edgecore.devices import pick_device
 from edgecore.families import family_of, layer_shapes
 from edgecore.loading import load_config, load_model
 from edgecore.outputs import claim_output
 from edgecore.params import prunable_params
+from edgecore.run_context import RunContext
 from gprune.allocation import check_reachable
 from gprune.calibration import Calibration, calibrate, calibration_windows
 from gprune.diagnostics import PLOT_FILE, render_plot
-from gprune.methods import PrunePlan, planner
+from gprune import methods
 from gprune.recipe import RECIPE_FILE, PruneRecipe
 from gprune.reconstruction import reconstruct
 from gprune.surgery import check_alignment, resize, with_biases
@@ -27,31 +26,30 @@ SUMMARY_FILE = "prune_summary.json"
 
 
 def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration | None = None,
-                calib_cache: str | Path | None = None):
+                context: RunContext | None = None):
     """(pruned model, plan): `model` pruned as `recipe` says; `model` itself is left untouched.
 
     Methods that read activations calibrate on `recipe.calib` unless `calibration` is given
-    (statistics are cached under `calib_cache`, default the user cache). With
+    (statistics are cached under `context.calib_cache`, default the user cache). With
     `recipe.reconstruct` the kept output projections are then refitted on the calibration
-    windows (gprune.reconstruction). Both move one layer at a time to `recipe.device`."""
+    windows (gprune.reconstruction). Both move one layer at a time to `context.device`."""
+    context = (context or RunContext()).resolve()
+    device = context.torch_device()
     shapes = layer_shapes(model.config)
     check_alignment(shapes, recipe.align)
     check_reachable(shapes, model.config.hidden_size, family_of(model.config).qkv_bias, recipe.sparsity,
                     recipe.align)
     if recipe.method.calibrated and calibration is None:
-        calibration = calibrate(model, tokenizer, recipe.calib_config(), Path(calib_cache) if calib_cache else None,
-                                pick_device(recipe.device))
-    if recipe.method.needs_windows() and calibration.windows is None:
-        calibration = dataclasses.replace(calibration, windows=calibration_windows(tokenizer, recipe.calib_config()))
-    plan: PrunePlan = planner(recipe.method)(model, recipe, calibration if recipe.method.calibrated else None)
+        cache = Path(context.calib_cache) if context.calib_cache else None
+        calibration = calibrate(model, tokenizer, recipe.calib_config(), cache, device)
+    plan = methods.plan(model, recipe.method, recipe.target(), calibration if recipe.method.calibrated else None)
     if not recipe.reconstruct:
         return resize(model, plan.keep), plan
     pruned = resize(model, with_biases(plan.keep, model.config.hidden_size))
     settings = recipe.reconstruction
-    windows = (calibration and calibration.windows) or calibration_windows(tokenizer, recipe.calib_config())
-    windows = {s: w[:settings.windows] for s, w in windows.items()}
+    windows = {s: w[:settings.windows] for s, w in calibration_windows(tokenizer, recipe.calib_config()).items()}
     plan.diagnostics["reconstruction"] = reconstruct(model, pruned, windows, settings.ridge, settings.target,
-                                                     device=pick_device(recipe.device))
+                                                     device=device)
     return pruned, plan
 
 
@@ -67,19 +65,19 @@ class PruneResult:
 
 
 def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False,
-          calib_cache: str | Path | None = None) -> PruneResult:
+          context: RunContext | None = None) -> PruneResult:
     """Prune `recipe.model` as the recipe says and write the pruned checkpoint to `out`: model,
     tokenizer, recipe.json, prune_summary.json and prune_plot.png."""
-    pick_device(recipe.device)  # fail before the slow part
+    context = (context or RunContext()).resolve()  # fail before the slow part
     with claim_output(out, overwrite, inputs=[recipe.model]) as out:
-        check_alignment(layer_shapes(load_config(recipe.model, recipe.trust_remote_code)), recipe.align)
-        return _prune(recipe, out, overwrite, calib_cache)
+        check_alignment(layer_shapes(load_config(recipe.model, context.trust_remote_code)), recipe.align)
+        return _prune(recipe, out, overwrite, context)
 
 
-def _prune(recipe: PruneRecipe, out: Path, overwrite: bool, calib_cache) -> PruneResult:
+def _prune(recipe: PruneRecipe, out: Path, overwrite: bool, context: RunContext) -> PruneResult:
     started = time.perf_counter()
-    model, tokenizer = load_model(recipe.model, trust_remote_code=recipe.trust_remote_code)
-    pruned, plan = prune_model(model, tokenizer, recipe, calib_cache=calib_cache)
+    model, tokenizer = load_model(recipe.model, trust_remote_code=context.trust_remote_code)
+    pruned, plan = prune_model(model, tokenizer, recipe, context=context)
     before, after = prunable_params(model.config), prunable_params(pruned.config)
     summary = {
         "prunable_params_before": before,

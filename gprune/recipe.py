@@ -2,10 +2,13 @@
 recipe.json with every output so the run can be repeated from its folder. It holds the
 run's settings and the chosen method's typed config:
 
-    {"version": 3, "model": "smollm2-135m", "sparsity": 0.2, ..., "method": {"name": "gprune", "lam": 1.0, ...},
+    {"version": 4, "model": "smollm2-135m", "sparsity": 0.2, ..., "method": {"name": "gprune", "lam": 1.0, ...},
      "reconstruct": true, "reconstruction": {"ridge": 1.0, "windows": 16, "target": "residual"}}
 
-Recipes of earlier layouts are converted on load: version 2 had no reconstruction (it loads with
+It describes the model and the method only, so a run repeats on any machine; where and how it
+runs (device, threads, caches, trust_remote_code) is the run context (edgecore.run_context).
+Recipes of earlier layouts are converted on load: version 3 also held the device and
+trust_remote_code (dropped with a note), version 2 had no reconstruction (it loads with
 "reconstruct": false, so it repeats its run), version 1 also kept the method's options apart
 ("method": "gprune", "metric": ..., "options": {...})."""
 
@@ -19,11 +22,12 @@ from typing import ClassVar, Literal
 from edgecore import __version__
 from edgecore.errors import GPruneError
 from edgecore.loading import DEFAULT_MODEL
-from edgecore.typed_config import TypedConfig, read_json
+from edgecore.typed_config import TypedConfig, option, read_json
 from gprune.calibration import DEFAULT_SOURCES, CalibConfig, parse_sources
 from gprune.methods.configs import GPruneConfig, MethodConfig, method_config
+from gprune.methods.registry import PruneTarget
 
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 RECIPE_FILE = "recipe.json"
 MAX_SEQ_LEN = 8192  # calibration windows longer than this only exhaust memory
 
@@ -31,7 +35,8 @@ MAX_SEQ_LEN = 8192  # calibration windows longer than this only exhaust memory
 @dataclass
 class ReconstructConfig(TypedConfig):
     """Training-free reconstruction after pruning (gprune.reconstruction)."""
-    ridge: float = 1.0  # pull towards the current weights, relative to the mean input energy
+    ridge: float = option(1.0, "Reconstruction ridge, relative to the mean input energy; larger stays closer to "
+                               "the pruned weights.")
     windows: int = 16  # calibration windows per source it fits on (at most the recipe's n_samples)
     target: Literal["residual", "sublayer"] = "residual"  # match the dense residual stream, or each projection
     what: ClassVar[str] = "reconstruction settings"
@@ -45,20 +50,27 @@ class ReconstructConfig(TypedConfig):
 
 @dataclass
 class PruneRecipe(TypedConfig):
-    model: str = DEFAULT_MODEL  # built-in name, HF directory, .gguf file or hub id
-    sparsity: float = 0.3  # share of prunable (decoder attention + FFN) parameters removed
-    align: int = 32  # FFN widths are rounded to a multiple of this
-    seed: int = 0
-    device: str = "auto"  # "auto" takes CUDA when present
-    trust_remote_code: bool = False
+    model: str = option(DEFAULT_MODEL, "Model to prune: built-in name, HF directory, .gguf file or hub id.")
+    sparsity: float = option(0.3, "Share of prunable parameters to remove, in [0, 1). Prunable means the attention "
+                                  "(q, k, v, o) and FFN (gate, up, down) weights of the decoder layers; embeddings, "
+                                  "norms and the output layer are kept.")
+    align: int = option(32, "Round every FFN width to a multiple of this (32 for q8_0/q4_0, 256 for k-quants).")
+    seed: int = option(0, "Seed for calibration windows and the random method.")
     # calibration (methods that read activations: gprune, flap, wanda-sp)
-    calib: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))  # text sources, see edgecore.textdata
-    n_samples: int = 32  # windows per source
-    seq_len: int = 256  # tokens per window
+    calib: list[str] = option(None, "Calibration text sources, comma-separated: wiki, news, science, code, dialogue, "
+                                    "boolq, hf:DATASET[/CONFIG][:SPLIT][@COLUMN], or .txt/.jsonl files.",
+                              default_factory=lambda: list(DEFAULT_SOURCES))
+    n_samples: int = option(32, "Calibration windows per source.")
+    seq_len: int = option(256, "Tokens per calibration window.")
     method: MethodConfig = field(default_factory=GPruneConfig)  # or a method name, for its defaults
-    reconstruct: bool | None = None  # refit the kept output projections; None: the method's default
+    reconstruct: bool | None = option(None, "After pruning, refit the kept o_proj/down_proj weights and biases by "
+                                            "ridge least squares so the pruned model reproduces the dense one on the "
+                                            "calibration text (training-free, about two minutes for SmolLM2-135M on "
+                                            "2 cores) [default: on for gprune, off for the others].")
     reconstruction: ReconstructConfig = field(default_factory=ReconstructConfig)
     what: ClassVar[str] = "recipe"
+    moved: ClassVar[dict] = {"device": "a run setting now: --device", "trust_remote_code": "a run setting now: "
+                             "--trust-remote-code"}
 
     def __post_init__(self):
         if isinstance(self.method, str):
@@ -81,6 +93,9 @@ class PruneRecipe(TypedConfig):
                               f"got {self.seq_len}")
         self.calib = list(parse_sources(self.calib))
 
+    def target(self) -> PruneTarget:
+        return PruneTarget(self.sparsity, self.align, self.seed)
+
     def calib_config(self) -> CalibConfig:
         return CalibConfig(sources=tuple(self.calib), n_samples=self.n_samples, seq_len=self.seq_len, seed=self.seed)
 
@@ -102,8 +117,9 @@ class PruneRecipe(TypedConfig):
             data = _from_v1(data)
         if version in (1, 2):
             data = {"reconstruct": False, **data}  # those versions had no reconstruction
-        elif version != RECIPE_VERSION:
-            raise GPruneError(f"recipe version {version!r} is not supported (this gprune-edge reads 1 to 3)")
+        elif version not in (3, RECIPE_VERSION):
+            raise GPruneError(f"recipe version {version!r} is not supported (this gprune-edge reads 1 to "
+                              f"{RECIPE_VERSION})")
         method = data.pop("method", {"name": GPruneConfig.name})
         if not isinstance(method, dict) or "name" not in method:
             raise GPruneError('recipe field "method" must be a mapping with a "name", e.g. {"name": "flap"}')

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edgecore.devices import model_device
 from edgecore.families import family_of
 from gprune.calibration import capture_layer_inputs
 
@@ -83,16 +84,16 @@ def _relative_error(pruned: list[torch.Tensor], dense: list[torch.Tensor]) -> fl
 def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 1.0, target: str = "residual",
                 batch_size: int = 8, device: torch.device | None = None) -> dict:
     """Refit `pruned`'s o_proj and down_proj weights and biases in place (they must have biases) on
-    `windows`, token windows per calibration source; one decoder layer at a time sits on `device`.
+    `windows`, token windows per calibration source; one decoder layer at a time sits on `device` (default: where `pruned` is).
     Returns diagnostics: per layer, the relative error of its output against the dense model's."""
-    device = device or torch.device("cpu")
+    device = device or model_device(pruned)
     started = time.perf_counter()
     fam, dense_fam = family_of(pruned.config), family_of(dense.config)
     d_in = {s: capture_layer_inputs(dense, ids, batch_size, device) for s, ids in windows.items()}
     p_in = {s: capture_layer_inputs(pruned, ids, batch_size, device) for s, ids in windows.items()}
     errors = []
     for d_layer, p_layer in zip(dense_fam.decoder_layers(dense), fam.decoder_layers(pruned)):
-        homes = [next(d_layer.parameters()).device, next(p_layer.parameters()).device]
+        homes = [model_device(d_layer), model_device(p_layer)]
         d_layer.to(device), p_layer.to(device)
         o_proj, down_proj, norm = fam.o_proj(p_layer), fam.down_proj(p_layer), fam.post_attention_norm(p_layer)
         d_mid, d_attn, d_out = {}, {}, {}  # the dense layer: residual after attention, attention output, output

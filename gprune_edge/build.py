@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecore.checkpoint import save_checkpoint
-from edgecore.devices import pick_device
 from edgecore.errors import GPruneError
 from edgecore.loading import load_config, load_model, resolve
 from edgecore.outputs import claim_output, write_atomic
 from edgecore.params import prunable_params
-from gprune.distill import recover
+from edgecore.run_context import RunContext
+from recovery.distill import recover
 from gprune.prune import prune
 from gprune_edge.budgets import MB, predicted_misses, predicted_size
 from gprune_edge.build_config import BuildConfig
@@ -129,14 +129,15 @@ class BuildResult:
                 "recovery": self.recovery}
 
 
-def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> BuildResult:
+def build(config: BuildConfig, out: str | Path, overwrite: bool = False,
+          context: RunContext | None = None) -> BuildResult:
     """Run the build into the folder `out`: models/, artifacts/, checks/ (the search's quick
     measurements), reports/ (full verification of what ships), stages.json, and, last,
     build.json and report.md/.html with frontier.png. An interrupted build in `out` continues;
-    `overwrite` starts over."""
+    `overwrite` starts over. Export and verification run on `context.threads`, default the target's."""
+    context = (context or RunContext()).resolve()  # fail before the slow part
     profile = load_target(config.target)
     recipe = config.recipe(profile)
-    pick_device(recipe.device)
     identity = {"build": recipe.model, "target": profile.name}
     with claim_output(out, overwrite, inputs=[recipe.model, config.target], resume=True) as out:
         if overwrite:
@@ -144,7 +145,7 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> Buil
         folder = RunFolder(out, identity)
         for name in FINAL_FILES:  # the old conclusion no longer describes the folder
             remove_path(out / name)
-        run = _Build(folder, config, profile)
+        run = _Build(folder, config, profile, context)
         result = run.search() if config.budgets.given else run.fixed()
         folder.drop_unused()
         from gprune_edge.build_report import write_build_report
@@ -157,10 +158,10 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False) -> Buil
 class _Build:
     """The stages of one build, each kept in the run folder."""
 
-    def __init__(self, folder: RunFolder, config: BuildConfig, profile: TargetProfile):
-        self.folder, self.out, self.config, self.profile = folder, folder.root, config, profile
+    def __init__(self, folder: RunFolder, config: BuildConfig, profile: TargetProfile, context: RunContext):
+        self.folder, self.out, self.config, self.profile, self.context = folder, folder.root, config, profile, context
         self.recipe = config.recipe(profile)
-        self.threads = config.threads_for(profile)
+        self.threads = context.threads or profile.threads
         self.prune_info, self.recovery_info, self.export_info = {}, {}, {}
 
     # models ---------------------------------------------------------------------------
@@ -172,7 +173,7 @@ class _Build:
             return source, key
 
         def save(path, resume):
-            model, tokenizer = load_model(self.recipe.model, trust_remote_code=self.recipe.trust_remote_code)
+            model, tokenizer = load_model(self.recipe.model, trust_remote_code=self.context.trust_remote_code)
             save_checkpoint(model, tokenizer, path)
             return {}
         self.folder.run("save dense", "models/dense", key, save)
@@ -187,12 +188,12 @@ class _Build:
         key = stage_key("prune", recipe.to_dict())
 
         def make_pruned(path, resume):
-            result = prune(recipe, path, calib_cache=self.config.calib_cache)
+            result = prune(recipe, path, context=self.context)
             return {"sparsity": result.sparsity, "prunable_before": result.prunable_before,
                     "prunable_after": result.prunable_after}
         self.prune_info[label] = self.folder.run(f"prune {label}", f"models/{label}", key, make_pruned)
         model_dir = self.out / "models" / label
-        distill = self.config.distill_settings(recipe)
+        distill = self.config.distill_settings(self.context.torch_device().type)
         if distill is None:
             return model_dir, key
         key = stage_key("distill", key, distill.to_dict())
@@ -200,7 +201,7 @@ class _Build:
         def make_recovered(path, resume):
             if not resume:
                 remove_path(path.with_name(path.name + ".partial"))
-            done = recover(model_dir, distill, path, resume=resume)
+            done = recover(model_dir, distill, path, resume=resume, context=self.context)
             return {"tokens": done.history.tokens_seen, "heldout_kl_before": done.kl_before,
                     "heldout_kl_after": done.kl_after, "seconds": done.history.seconds}
         self.recovery_info[label] = self.folder.run(f"distill {label}", f"models/{label}-distilled", key,
@@ -245,7 +246,7 @@ class _Build:
     def fixed(self) -> BuildResult:
         """The target's artifacts at one sparsity, each against the dense model of its type."""
         shipped, candidates = [], []
-        settings = self.config.verify_settings(self.profile)
+        settings = self.config.verify_settings(self.threads)
         for fmt, dtype in self.profile.formats:
             pruned, dense = Candidate(self.recipe.sparsity, fmt, dtype), Candidate(0.0, fmt, dtype)
             report = self.check(pruned, dense, settings, self.profile.gate, "reports")
@@ -270,7 +271,7 @@ class _Build:
         viable = [c for c in candidates if not c.verdict]
         if not viable:
             raise GPruneError(_unreachable(budgets, candidates, self.config.sparsity, reference))
-        settings, thresholds = self.config.search_settings(self.profile), budgets.gate()
+        settings, thresholds = self.config.search_settings(self.threads), budgets.gate()
         best, given_up = None, set()
         for c in viable:
             if (c.format, c.dtype) in given_up:
@@ -291,7 +292,7 @@ class _Build:
         if best is None:
             raise GPruneError(_closest(budgets, candidates))
         measured = {k: getattr(best, k) for k in ("perplexity_ratio", "max_perplexity_ratio", "decode_speedup")}
-        report = self.check(best, reference, _reference_settings(self.config.verify_settings(self.profile),
+        report = self.check(best, reference, _reference_settings(self.config.verify_settings(self.threads),
                                                                  best is reference), thresholds, "reports")
         for name, value in measured.items():  # the frontier compares candidates on one tier: the quick one
             setattr(best, name, value)
@@ -305,7 +306,7 @@ class _Build:
     def _predict(self, sparsities, types, dense: dict, reference: Candidate) -> list[Candidate]:
         """Every candidate, in the order the search measures them, with a verdict when a prediction
         (or the dense artifact's exact size) rules it out."""
-        config = load_config(self.recipe.model, self.recipe.trust_remote_code)
+        config = load_config(self.recipe.model, self.context.trust_remote_code)
         prunable = prunable_params(config)
         embeddings = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
         candidates = []

@@ -3,7 +3,8 @@
 
 It composes the configs of the stages it runs (the prune recipe, the distillation settings,
 the two tiers of verify settings, the budgets) instead of restating them; the target fills in
-what it decides (alignment, default sparsity, threads). Layouts of earlier versions load
+what it decides (alignment, default sparsity). Where the build runs (device, threads, the
+calibration cache) is the run context, not part of the config. Layouts of earlier versions load
 (and repeat what they did); a newer version's config is refused."""
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from edgecore.devices import pick_device
 from edgecore.errors import GPruneError
 from edgecore.typed_config import TypedConfig, read_json
-from gprune.distill_config import DistillConfig
+from recovery.config import DistillConfig
 from gprune.recipe import PruneRecipe
 from gprune_edge.budgets import Budgets
 from gprune_edge.targets import TargetProfile
@@ -54,21 +54,20 @@ def search_settings() -> VerifySettings:
 @dataclass
 class BuildConfig(TypedConfig):
     """One build. `prune`, `distill`, `verify` and `search` are the stages' own configs;
-    `sparsity` and `threads` default to the target's (None), and the target's alignment
+    `sparsity` defaults to the target's (None), and the target's alignment
     replaces `prune.align`. With `budgets`, the build searches sparsities x artifact types for
     the most accurate artifact within them (`sparsity`, when given, fixes the sparsity)."""
     target: str  # built-in target name or a profile .json
     sparsity: float | None = None
-    threads: int | None = None
     prune: PruneRecipe = field(default_factory=PruneRecipe)
     distill_tokens: int | None = None  # distillation after pruning; None: the machine's default, 0: none
     distill: DistillConfig = field(default_factory=DistillConfig)  # its `tokens` is replaced by distill_tokens
     verify: VerifySettings = field(default_factory=default_verify_settings)  # what is shipped
     budgets: Budgets = field(default_factory=Budgets)
     search: VerifySettings = field(default_factory=search_settings)  # the candidates of a budget build
-    calib_cache: str | None = None  # where calibration statistics are cached (not a setting of the result)
     version: int = BUILD_VERSION
     what: ClassVar[str] = "build config"
+    moved: ClassVar[dict] = {"threads": "a run setting now: --threads", "calib_cache": "a run setting now"}
 
     def validate(self) -> None:
         if self.version > BUILD_VERSION:
@@ -76,8 +75,6 @@ class BuildConfig(TypedConfig):
                               f"({BUILD_VERSION}): upgrade gprune-edge")
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise GPruneError(f"sparsity must be in [0, 1), got {self.sparsity}")
-        if self.threads is not None and self.threads < 1:
-            raise GPruneError(f"threads must be at least 1, got {self.threads}")
         if self.distill_tokens is not None and self.distill_tokens < 0:
             raise GPruneError(f"distill_tokens must be 0 (no distillation) or more, got {self.distill_tokens}")
 
@@ -102,25 +99,23 @@ class BuildConfig(TypedConfig):
         return self.prune.replace(align=profile.align,
                                   sparsity=profile.sparsity if self.sparsity is None else self.sparsity)
 
-    def distill_settings(self, recipe: PruneRecipe) -> DistillConfig | None:
-        """The distillation stage's settings, None when it has no tokens to spend."""
+    def distill_settings(self, device_type: str) -> DistillConfig | None:
+        """The distillation stage's settings on a `device_type` ("cpu", "cuda") machine, None when
+        it has no tokens to spend."""
         tokens = self.distill_tokens
         if tokens is None:
-            tokens = DEFAULT_DISTILL_TOKENS[pick_device(recipe.device).type]
-        return self.distill.replace(tokens=tokens, device=recipe.device) if tokens else None
+            tokens = DEFAULT_DISTILL_TOKENS[device_type]
+        return self.distill.replace(tokens=tokens) if tokens else None
 
-    def threads_for(self, profile: TargetProfile) -> int:
-        return self.threads or profile.threads
+    def verify_settings(self, threads: int) -> VerifySettings:
+        return _with_threads(self.verify, threads)
 
-    def verify_settings(self, profile: TargetProfile) -> VerifySettings:
-        return _with_threads(self.verify, self.threads_for(profile))
-
-    def search_settings(self, profile: TargetProfile) -> VerifySettings:
+    def search_settings(self, threads: int) -> VerifySettings:
         """The quick tier, measuring speed and memory only when a budget names them."""
         settings = self.search.replace(memory=self.budgets.max_memory_mb is not None)
         if self.budgets.min_decode_speedup is not None and settings.speed is None:
             settings = settings.replace(speed=SpeedSettings(max_pairs=15, max_seconds=60))
-        return _with_threads(settings, self.threads_for(profile))
+        return _with_threads(settings, threads)
 
 
 def _with_threads(settings: VerifySettings, threads: int) -> VerifySettings:
@@ -136,7 +131,7 @@ FLAT_KEYS = {"model", "method", "calib", "n_samples", "calib_seq_len", "prune_op
 def _from_flat(data: dict) -> dict:
     data = dict(data)
     options = dict(data.pop("prune_options", None) or {})
-    calib_cache = options.pop("calib_cache", None)
+    options.pop("calib_cache", None)  # a run setting, not part of the config
     prune_fields = {"model": "model", "calib": "calib", "n_samples": "n_samples", "calib_seq_len": "seq_len"}
     verify_fields = {"tasks": "tasks", "distributions": "distributions", "limit": "limit", "windows": "max_windows",
                      "eval_seq_len": "seq_len"}
@@ -145,5 +140,5 @@ def _from_flat(data: dict) -> dict:
     verify_settings = {new: data.pop(old) for old, new in verify_fields.items() if old in data}
     default = {**default_verify_settings().to_dict(), "limit": 100}  # version 1's default
     speed = {**SpeedSettings().to_dict(), **({"pairs": data.pop("pairs")} if "pairs" in data else {})}
-    return {**data, "calib_cache": calib_cache, "prune": {"version": 2, **recipe},
+    return {**data, "prune": {"version": 2, **recipe},
             "verify": {**default, **verify_settings, "speed": speed}}

@@ -31,9 +31,9 @@ def test_a_bad_target_profile_fails_before_pruning(tmp_path, model, fields, need
 @pytest.mark.parametrize("args, needle", [
     (["--device", "bogus"], "unknown device 'bogus'"),
     (["--option", "modules=abc"], "'modules' must be int, got 'abc'"),
-    (["--modules", "0"], "'modules' must be at least 1"),
+    (["--option", "modules=0"], "'modules' must be at least 1"),
     (["--option", "modules=-3"], "'modules' must be at least 1"),
-    (["--lam", "nan"], "'lam' must be a finite number"),
+    (["--option", "lam=NaN"], "'lam' must be a finite number"),
     (["--seq-len", "0"], "seq_len"),
     (["--seq-len", "100000"], "seq_len"),
     (["--n-samples", "0"], "n_samples"),

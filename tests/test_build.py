@@ -36,7 +36,7 @@ def setup(tmp_path_factory):
     text.write_text("\n\n".join("".join(chr(33 + (i * 7 + j) % 90) for j in range(300)) for i in range(40)))
     target = str(write_target(root / "target.json", {"max_perplexity_ratio": 1e6}))
     config = BuildConfig.from_dict({
-        "target": target, "threads": 1, "calib_cache": str(root / "cache"),
+        "target": target,
         "prune": {"model": str(root / "tiny"), "calib": [str(text)], "n_samples": 4, "seq_len": 32},
         "distill_tokens": 256, "distill": {"data": [str(text)], "seq_len": 32, "batch_size": 4, "eval_windows": 2},
         "verify": {"tasks": ["arc_easy"], "limit": 2, "distributions": ["news"], "max_windows": 2, "seq_len": 64,

@@ -21,7 +21,7 @@ MIXED_TEXT = ("def f(x):\n\treturn x ** 2  # square\n\n\n    indented   runs   o
 @pytest.fixture(scope="module")
 def pruned_smollm2(tmp_path_factory, smollm2_dir):
     out = tmp_path_factory.mktemp("smollm2") / "p30"
-    prune(PruneRecipe(model=str(smollm2_dir), method="magnitude", sparsity=0.3, align=32, seed=0, device="cpu"),
+    prune(PruneRecipe(model=str(smollm2_dir), method="magnitude", sparsity=0.3, align=32, seed=0),
           out, False)
     return out
 

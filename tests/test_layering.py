@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = {
     "edgecore": set(),
     "gprune": {"edgecore"},
+    "recovery": {"edgecore"},
     "exporters": {"edgecore"},
     "runtime_checks": {"edgecore"},
-    "gprune_edge": {"edgecore", "gprune", "exporters", "runtime_checks"},
+    "gprune_edge": {"edgecore", "gprune", "recovery", "exporters", "runtime_checks"},
 }
 MODULE_STRING = re.compile(r"^(%s)(\.\w+)+$" % "|".join(ALLOWED))
 

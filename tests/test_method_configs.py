@@ -49,7 +49,7 @@ def one_error_line(result) -> str:
 
 def test_cli_flag_for_another_method_is_an_error(tmp_path):
     # this was silently ignored: flap has no reliability switch
-    line = one_error_line(run("prune", "--method", "flap", "--no-reliability", "-s", 0.2, "--out", tmp_path / "o"))
+    line = one_error_line(run("prune", "--method", "flap", "--option", "reliability=false", "-s", 0.2, "--out", tmp_path / "o"))
     assert "method 'flap' has no option 'reliability'" in line and "bias_comp, robust" in line
     assert not (tmp_path / "o").exists()
 
@@ -101,3 +101,21 @@ def test_a_previous_recipe_that_cannot_be_converted_says_how(tmp_path):
 def test_recipe_fields_are_checked(field, value, needle):
     with pytest.raises(GPruneError, match=needle.replace("[", r"\[").replace(")", r"\)")):
         PruneRecipe.from_dict({"version": 2, field: value})
+
+
+def test_a_recipe_written_on_a_cuda_machine_repeats_here(tmp_path):
+    """Version 3 recipes held the device and trust_remote_code: run settings, dropped with a note,
+    so the recipe repeats on a machine without CUDA (and never turns remote code on by itself)."""
+    from tiny import tiny_model, tiny_tokenizer
+
+    model_dir = tmp_path / "tiny"
+    tiny_model("llama", layers=2).save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
+    recipe = json.loads(PruneRecipe(model=str(model_dir), sparsity=0.25, align=8, method="magnitude").to_json())
+    assert "device" not in recipe and "trust_remote_code" not in recipe
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps({**recipe, "version": 3, "device": "cuda", "trust_remote_code": True}))
+    result = CliRunner().invoke(cli, ["prune", "--recipe", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "'device' is no longer part of it (a run setting now: --device); dropped 'cuda'" in result.stderr
+    assert json.loads((tmp_path / "o" / "recipe.json").read_text()) == recipe

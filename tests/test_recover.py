@@ -1,4 +1,4 @@
-"""Recovery by distillation (`gprune.distill`, `gprune-edge recover`) on tiny random models:
+"""Recovery by distillation (`recovery.distill`, `gprune-edge recover`) on tiny random models:
 the KL to the teacher falls on held-out text; an interrupted, resumed run ends where an
 uninterrupted one does; LoRA adapters merge into plain weights; the data-free "self" source is
 generated once and cached; bad inputs are refused in one line and leave nothing behind."""
@@ -17,7 +17,7 @@ from edgecore import textdata
 from edgecore.errors import GPruneError
 from edgecore.families import layer_shapes
 from edgecore.loading import load_model
-from gprune.distill import (
+from recovery.distill import (
     CURVE_FILE,
     RECOVERY_FILE,
     distill_model,
@@ -25,8 +25,8 @@ from gprune.distill import (
     partial_dir,
     recover,
 )
-from gprune.distill_config import BUILTIN_SOURCES, DistillConfig
-from gprune.distill_data import heldout_windows, self_cache_path, self_generated_stream
+from recovery.config import BUILTIN_SOURCES, DistillConfig
+from recovery.data import heldout_windows, self_cache_path, self_generated_stream
 from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
 
@@ -67,7 +67,7 @@ def pruned_student(teacher):
 
 def config(text, steps, **fields):
     base = dict(tokens=steps * TOKENS_PER_STEP, seq_len=SEQ, batch_size=BATCH, lr=3e-3, data=[text], save_steps=0,
-                eval_windows=4, device="cpu")
+                eval_windows=4)
     return DistillConfig(**{**base, **fields})
 
 
@@ -236,7 +236,7 @@ def test_lora_output_is_merged_plain_weights(tmp_path, pruned_dir, text):
 
 def test_interrupted_recover_resumes_to_the_same_output(tmp_path, pruned_dir, text):
     cfg = DistillConfig(tokens=5 * TOKENS_PER_STEP, seq_len=SEQ, batch_size=BATCH, lr=3e-3, data=[text],
-                        save_steps=2, eval_windows=0, device="cpu")
+                        save_steps=2, eval_windows=0)
     whole = tmp_path / "whole"
     recover(pruned_dir, cfg, whole, progress=False)
     out = tmp_path / "out"

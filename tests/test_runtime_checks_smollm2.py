@@ -54,7 +54,7 @@ def test_llama_cpp_cached_context_scoring_matches_full_evaluation(backends):
 @pytest.fixture(scope="module")
 def degraded_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("pruned") / "smollm2-magnitude-50"
-    prune(PruneRecipe(method="magnitude", sparsity=0.5, device="cpu"), out)
+    prune(PruneRecipe(method="magnitude", sparsity=0.5), out)
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from edgecore.families import family_of, layer_shapes
 from gprune.allocation import global_counts, standardize
-from gprune.methods import PrunePlan
+from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.methods.common import keep_sets, layer_diagnostics, pooled, top_by_counts
 from gprune.methods.configs import FlapConfig
 from gprune.metrics import channel_scores, ffn_scores, group_channels, kv_scores
@@ -29,15 +29,15 @@ def kv_z(family, layer, shape, o_stats, cfg: FlapConfig):
     return group_channels(family, shape, standardize(channel, cfg.robust), reduce="mean")
 
 
-def plan(model, recipe, calib) -> PrunePlan:
-    cfg: FlapConfig = recipe.method
+@register(FlapConfig)
+def plan(model, cfg: FlapConfig, target: PruneTarget, calib) -> PrunePlan:
     family, shapes = family_of(model.config), layer_shapes(model.config)
     ffn, kv = [], []
     for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes)):
         down_stats, o_stats = pooled(calib, i)
         ffn.append(standardize(ffn_scores(family, layer, down_stats, "flap"), cfg.robust))
         kv.append(kv_z(family, layer, shape, o_stats, cfg))
-    counts = global_counts(ffn, kv, shapes, model.config.hidden_size, family.qkv_bias, recipe.sparsity, recipe.align)
+    counts = global_counts(ffn, kv, shapes, model.config.hidden_size, family.qkv_bias, target.sparsity, target.align)
     ffn_keep, kv_keep = top_by_counts(ffn, kv, counts)
     keep = keep_sets(model, ffn_keep, kv_keep, calib, cfg.bias_comp)
     return PrunePlan(keep, {"layers": layer_diagnostics(model, ffn_keep, kv_keep), "calibration": calib.timing})

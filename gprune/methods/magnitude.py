@@ -7,20 +7,20 @@ from __future__ import annotations
 
 from edgecore.families import family_of, layer_shapes
 from gprune.allocation import global_ffn_counts, keep_top, uniform_counts
-from gprune.methods import PrunePlan
+from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.methods.configs import MagnitudeConfig
 from gprune.metrics import ffn_magnitude, kv_magnitude
 
 
-def plan(model, recipe, calib=None) -> PrunePlan:
-    cfg: MagnitudeConfig = recipe.method
+@register(MagnitudeConfig)
+def plan(model, cfg: MagnitudeConfig, target: PruneTarget, calib) -> PrunePlan:
     family, shapes = family_of(model.config), layer_shapes(model.config)
     layers = family.decoder_layers(model)
     ffn_scores = [ffn_magnitude(family, layer) for layer in layers]
     kv_scores = [kv_magnitude(family, layer, s) for layer, s in zip(layers, shapes)]
     hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
     if cfg.allocation == "uniform":
-        counts = uniform_counts(shapes, hidden, qkv_bias, recipe.sparsity, recipe.align)
+        counts = uniform_counts(shapes, hidden, qkv_bias, target.sparsity, target.align)
     else:
-        counts = global_ffn_counts(ffn_scores, shapes, hidden, qkv_bias, recipe.sparsity, recipe.align)
+        counts = global_ffn_counts(ffn_scores, shapes, hidden, qkv_bias, target.sparsity, target.align)
     return PrunePlan(keep_top(ffn_scores, kv_scores, counts))

@@ -7,16 +7,18 @@ import torch
 
 from edgecore.families import family_of, layer_shapes
 from gprune.allocation import uniform_counts
-from gprune.methods import PrunePlan
+from gprune.methods.registry import PrunePlan, PruneTarget, register
+from gprune.methods.configs import RandomConfig
 from gprune.methods.common import keep_sets, layer_diagnostics, top_by_counts
 
 
-def plan(model, recipe, calib=None) -> PrunePlan:
+@register(RandomConfig)
+def plan(model, cfg: RandomConfig, target: PruneTarget, calib) -> PrunePlan:
     family, shapes = family_of(model.config), layer_shapes(model.config)
-    g = torch.Generator().manual_seed(recipe.seed)
+    g = torch.Generator().manual_seed(target.seed)
     ffn = [torch.rand(s.ffn, generator=g) for s in shapes]
     kv = [torch.rand(s.kv_heads, generator=g) for s in shapes]
-    counts = uniform_counts(shapes, model.config.hidden_size, family.qkv_bias, recipe.sparsity, recipe.align)
+    counts = uniform_counts(shapes, model.config.hidden_size, family.qkv_bias, target.sparsity, target.align)
     ffn_keep, kv_keep = top_by_counts(ffn, kv, counts)
     return PrunePlan(keep_sets(model, ffn_keep, kv_keep, None, False),
                      {"layers": layer_diagnostics(model, ffn_keep, kv_keep)})

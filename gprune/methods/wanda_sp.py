@@ -6,21 +6,21 @@ from __future__ import annotations
 
 from edgecore.families import family_of, layer_shapes
 from gprune.allocation import uniform_counts
-from gprune.methods import PrunePlan
+from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.methods.common import keep_sets, layer_diagnostics, pooled, top_by_counts
 from gprune.methods.configs import WandaSpConfig
 from gprune.metrics import ffn_scores, kv_scores
 
 
-def plan(model, recipe, calib) -> PrunePlan:
-    cfg: WandaSpConfig = recipe.method
+@register(WandaSpConfig)
+def plan(model, cfg: WandaSpConfig, target: PruneTarget, calib) -> PrunePlan:
     family, shapes = family_of(model.config), layer_shapes(model.config)
     ffn, kv = [], []
     for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes)):
         down_stats, o_stats = pooled(calib, i)
         ffn.append(ffn_scores(family, layer, down_stats, "wanda-sp"))
         kv.append(kv_scores(family, layer, shape, o_stats, "wanda-sp"))
-    counts = uniform_counts(shapes, model.config.hidden_size, family.qkv_bias, recipe.sparsity, recipe.align)
+    counts = uniform_counts(shapes, model.config.hidden_size, family.qkv_bias, target.sparsity, target.align)
     ffn_keep, kv_keep = top_by_counts(ffn, kv, counts)
     keep = keep_sets(model, ffn_keep, kv_keep, calib, cfg.bias_comp)
     return PrunePlan(keep, {"layers": layer_diagnostics(model, ffn_keep, kv_keep), "calibration": calib.timing})

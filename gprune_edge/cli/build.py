@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from edgecore.errors import GPruneError
+from edgecore.run_context import RunContext
 from gprune.methods.configs import METHOD_NAMES
+from gprune_edge.cli.config_options import config_options, given, parse_tokens
 from gprune_edge.cli.prune import SPARSITY_HELP
 
 
@@ -34,7 +36,7 @@ from gprune_edge.cli.prune import SPARSITY_HELP
 @click.option("--limit", type=int, default=None, help="Questions per zero-shot task in verification [50].")
 @click.option("--pairs", type=int, default=None, help="Least alternating pruned/dense speed pairs [7]; more are "
                                                       "added until the speed interval is narrow.")
-@click.option("--threads", type=int, default=None, help="Threads for export and verification [the target's].")
+@config_options(RunContext)
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="Repeat a build: its build.json (or a build config JSON); options given here override it.")
 @click.option("--out", "-o", required=True, type=click.Path(),
@@ -42,7 +44,7 @@ from gprune_edge.cli.prune import SPARSITY_HELP
                    "the build continues there and redoes only what the settings change.")
 @click.option("--overwrite", is_flag=True, help="Start over: replace OUT (a gprune-edge output) entirely.")
 def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_speedup, max_memory,
-          max_perplexity_ratio, thorough, limit, pairs, threads, config_file, out, overwrite):
+          max_perplexity_ratio, thorough, limit, pairs, config_file, out, overwrite, **run_settings):
     """Prune, recover, export and verify for one device target, and gate on its budgets.
 
     Without budgets the build prunes at the target's sparsity (or --sparsity) and
@@ -63,7 +65,6 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
     from gprune_edge.build import BuildConfig, build as run_build
     from gprune_edge.build_config import thorough_verify_settings
     from gprune_edge.build_report import runtimes, summary_table
-    from gprune_edge.cli.recover import parse_tokens
     from runtime_checks.gate import EXIT_FAIL, EXIT_UNDECIDED
 
     if config_file:
@@ -85,14 +86,14 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
         settings = settings.replace(speed=settings.speed.replace(pairs=pairs) if settings.speed else None)
     if distill_tokens is not None:
         distill_tokens = parse_tokens(distill_tokens, "--distill-tokens")
-    overrides = {k: v for k, v in dict(target=target, sparsity=sparsity, threads=threads,
+    overrides = {k: v for k, v in dict(target=target, sparsity=sparsity,
                                        distill_tokens=distill_tokens).items() if v is not None}
     budgets = {k: v for k, v in dict(max_size_mb=max_size, min_decode_speedup=min_decode_speedup,
                                      max_memory_mb=max_memory, max_perplexity_ratio=max_perplexity_ratio).items()
                if v is not None}
     config = config.replace(prune=recipe, verify=settings, budgets=config.budgets.replace(**budgets), **overrides)
     _log_stages()
-    result = run_build(config, out, overwrite)
+    result = run_build(config, out, overwrite, context=RunContext(**given(RunContext, run_settings)))
     click.echo(f"measured on {runtimes(result)}")
     click.echo(summary_table(result))
     for label, r in result.recovery.items():

@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 from edgecore import textdata
+from edgecore.devices import model_device
 from edgecore.errors import GPruneError
+from edgecore.fingerprint import model_fingerprint
 from edgecore.outputs import write_atomic
 from edgecore.pinned import cache_dir
-from gprune.calibration import model_fingerprint
-from gprune.distill_config import SELF_SOURCE
+from recovery.config import SELF_SOURCE
 
 GEN_VERSION = 1
 GEN_BATCH = 8  # prompts per generate() call
@@ -139,10 +140,6 @@ def _prompts(tokenizer, batch: int, g: torch.Generator) -> list[str]:
     return prompts
 
 
-def _model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def generate_batch(teacher, tokenizer, seed: int, batch: int) -> list[list[int]]:
     """GEN_BATCH token sequences (prompt + sampled continuation, up to end-of-text) for batch
@@ -151,7 +148,7 @@ def generate_batch(teacher, tokenizer, seed: int, batch: int) -> list[list[int]]
     prompts = _prompts(tokenizer, batch, g)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    device = _model_device(teacher)
+    device = model_device(teacher)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # sampling uses the global RNG: seed it, then put it back
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
@@ -174,7 +171,7 @@ def generate_batch(teacher, tokenizer, seed: int, batch: int) -> list[list[int]]
 
 def self_cache_path(teacher, tokenizer, seed: int) -> Path:
     vocab = hashlib.sha1(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:12]
-    device = _model_device(teacher)
+    device = model_device(teacher)
     spec = json.dumps({"v": GEN_VERSION, "teacher": model_fingerprint(teacher), "vocab": vocab,
                        "template": hashlib.sha1(str(getattr(tokenizer, "chat_template", "")).encode()).hexdigest()[:12],
                        "seed": seed, "batch": GEN_BATCH, "new": GEN_NEW_TOKENS, "top_p": GEN_TOP_P,

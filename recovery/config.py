@@ -5,11 +5,11 @@ teacher): one typed config, saved in the output's recovery.json so the run can b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from edgecore.errors import GPruneError
-from edgecore.typed_config import TypedConfig
+from edgecore.typed_config import TypedConfig, option
 
 SELF_SOURCE = "self"  # text the teacher generates itself (data-free distillation)
 DEFAULT_DATA = ("wiki", "news", "code")  # the calibration distributions, train ("calib") halves
@@ -45,19 +45,30 @@ class DistillConfig(TypedConfig):
     square there (so the few massive-activation channels do not dominate). The token budget
     sets the number of optimizer steps: ceil(tokens / (batch_size * seq_len * processes))."""
 
-    tokens: int = 20_000  # token budget: training tokens seen (rounded up to whole steps)
-    seq_len: int = 256  # tokens per training window
-    batch_size: int = 4  # windows per optimizer step and process (data-parallel runs multiply it)
-    lr: float | None = None  # peak learning rate; None: 5e-5 for full training, 2e-4 for LoRA
-    temperature: float = 1.0  # KL temperature; 1.0 = forward KL(teacher||student) on the logits
-    hidden_weight: float = 0.0  # weight of the per-layer hidden-state MSE term; 0 = off
-    data: list[str] = field(default_factory=lambda: list(DEFAULT_DATA))  # sources, train halves; see parse_data
-    lora_rank: int = 0  # 0 = train every weight; >0 = LoRA adapters of this rank, merged at the end
-    save_steps: int = 50  # checkpoint for --resume every this many steps; 0 = none
-    seed: int = 0
-    device: str = "auto"  # "auto" takes CUDA when present
-    eval_windows: int = 4  # held-out windows per source for the KL reported before/after; 0 = skip
+    tokens: int = option(20_000, "Token budget: training tokens the student sees (20000, 20k, 2M; rounded up to whole "
+                                 "steps). On CPU budgets are tens of thousands of tokens (SmolLM2-135M pruned 20% "
+                                 "distilled at about 70 tokens/s on 2 idle CPU cores with the default batch, "
+                                 "BENCHMARKS.md); millions need a GPU.")
+    seq_len: int = option(256, "Tokens per training window.")
+    batch_size: int = option(4, "Windows per optimizer step and process (data-parallel runs multiply it).")
+    lr: float | None = option(None, f"Peak learning rate (short warmup, cosine decay to a tenth) [default: "
+                                    f"{LR_FULL:g}; {LR_LORA:g} with LoRA].")
+    temperature: float = option(1.0, "KL temperature; 1 = forward KL(teacher||student) on the logits.")
+    hidden_weight: float = option(0.0, "Weight of an extra loss matching every decoder layer's output to the "
+                                       "teacher's (MSE, normalized by the teacher's mean square per layer); 0 = off.")
+    data: list[str] = option(None, "Training text, comma-separated: wiki, news, science, code, dialogue, boolq "
+                                   "(their calibration halves; the evaluation halves stay held out), self (text the "
+                                   "teacher generates itself from varied prompts: data-free distillation, generated "
+                                   "once and cached), hf:DATASET[/CONFIG][:SPLIT][@COLUMN], or .txt/.jsonl files.",
+                             default_factory=lambda: list(DEFAULT_DATA))
+    lora_rank: int = option(0, "0 trains every weight; N > 0 trains rank-N LoRA adapters on the attention and FFN "
+                               "projections (less memory for optimizer state), merged into the weights at the end.")
+    save_steps: int = option(50, "Checkpoint every this many steps into OUT.partial/ (for --resume); 0 = none.")
+    seed: int = option(0, "Seed for the windows, their order and LoRA.")
+    eval_windows: int = option(4, "Held-out windows per source for the KL to the teacher reported before and "
+                                  "after; 0 = skip.")
     what: ClassVar[str] = "recovery config"
+    moved: ClassVar[dict] = {"device": "a run setting now: --device"}
 
     def __post_init__(self):
         if isinstance(self.data, str):  # "wiki,news" from Python callers, as on the command line

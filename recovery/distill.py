@@ -38,20 +38,23 @@ import torch.nn.functional as F
 
 from edgecore import __version__
 from edgecore.checkpoint import save_checkpoint
-from edgecore.devices import pick_device
+from edgecore.devices import model_device
 from edgecore.errors import GPruneError
 from edgecore.families import family_of
+from edgecore.fingerprint import model_fingerprint
 from edgecore.loading import load_model
 from edgecore.outputs import check_writable, claim_output, write_atomic
-from gprune.calibration import model_fingerprint
-from gprune.distill_config import DistillConfig
-from gprune.distill_data import check_sources, heldout_windows, training_windows
+from edgecore.run_context import RunContext
+from edgecore.typed_config import read_json
+from recovery.config import DistillConfig
+from recovery.data import check_sources, heldout_windows, training_windows
 
 RECOVERY_FILE = "recovery.json"
 CURVE_FILE = "loss_curve.png"
 RUN_FILE = "run.json"  # in the checkpoint folder: what the run is, checked on --resume
 PARTIAL_SUFFIX = ".partial"  # recover's checkpoint folder: OUT.partial beside OUT
-COPIED_FILES = ("recipe.json", "prune_summary.json", "prune_plot.png")  # from PRUNED_DIR, when present
+RECIPE_FILE = "recipe.json"  # the pruning recipe saved with every pruned checkpoint; its "model" is the teacher
+COPIED_FILES = (RECIPE_FILE, "prune_summary.json", "prune_plot.png")  # from PRUNED_DIR, when present
 LORA_ROLES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 RESUME_KEYS = ("tokens", "seq_len", "batch_size", "lr", "temperature", "hidden_weight", "data", "lora_rank", "seed")
 WARMUP_SHARE = 0.03  # of the steps: linear warmup, then cosine decay to MIN_LR_RATE of the peak
@@ -75,10 +78,6 @@ def kd_loss(student_out, teacher_out, temperature: float = 1.0, hidden_weight: f
     return loss
 
 
-def _device_of(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def heldout_kl(student, teacher, windows: torch.Tensor, batch_size: int = 4) -> float:
     """Mean per-token KL(teacher || student) at temperature 1 on `windows` [n, seq_len]."""
@@ -86,8 +85,8 @@ def heldout_kl(student, teacher, windows: torch.Tensor, batch_size: int = 4) -> 
     was_training = student.training
     student.eval()
     for batch in windows.split(batch_size):
-        s = student(input_ids=batch.to(_device_of(student)), use_cache=False).logits.float()
-        t = teacher(input_ids=batch.to(_device_of(teacher)), use_cache=False).logits.float().to(s.device)
+        s = student(input_ids=batch.to(model_device(student)), use_cache=False).logits.float()
+        t = teacher(input_ids=batch.to(model_device(teacher)), use_cache=False).logits.float().to(s.device)
         kl = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="none").sum(-1)
         total, count = total + float(kl.sum()), count + kl.numel()
     student.train(was_training)
@@ -292,17 +291,18 @@ class DistillHistory:
 
 
 def distill_model(student, teacher, tokenizer, cfg: DistillConfig, ckpt_dir: str | Path | None = None,
-                  resume: bool = False, teacher_tokenizer=None, callbacks=(), progress: bool = True):
+                  resume: bool = False, teacher_tokenizer=None, callbacks=(), progress: bool = True,
+                  context: RunContext | None = None):
     """(student, DistillHistory): `student` trained to match `teacher` on cfg.tokens tokens.
 
     The student is trained in place (with LoRA, adapters are merged into it and the plain model
     is returned) and returned in eval mode; the teacher is moved to the training device (bf16 on
     CUDA) and frozen. With `ckpt_dir`, checkpoints go there every cfg.save_steps steps and
     `resume=True` continues from the last one (see the module docstring). `callbacks` are extra
-    transformers TrainerCallbacks."""
+    transformers TrainerCallbacks. Training runs on `context.device`."""
     from transformers import PrinterCallback, ProgressCallback, TrainingArguments
 
-    device = pick_device(cfg.device)
+    device = (context or RunContext()).torch_device()
     check_compatible(student, teacher, tokenizer, teacher_tokenizer, cfg.hidden_weight)
     check_sources(cfg.data)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
@@ -399,14 +399,16 @@ def _check_model_dir(path: Path) -> None:
         raise GPruneError(f"{path}: not a model directory (it needs config.json and .safetensors weights)")
 
 
-def pruned_recipe(pruned_dir: Path):
-    """The PruneRecipe in PRUNED_DIR/recipe.json: its `model` is the default teacher."""
-    from gprune.recipe import RECIPE_FILE, PruneRecipe
-
+def pruned_from(pruned_dir: Path) -> str:
+    """The model PRUNED_DIR/recipe.json says it was pruned from: the default teacher."""
     path = pruned_dir / RECIPE_FILE
     if not path.is_file():
         raise GPruneError(f"{pruned_dir} has no {RECIPE_FILE} naming the model it was pruned from: give --teacher")
-    return PruneRecipe.load(path)
+    recipe = read_json(path, "recipe")
+    model = recipe.get("model") if isinstance(recipe, dict) else None
+    if not isinstance(model, str):
+        raise GPruneError(f"{path} names no model it was pruned from: give --teacher")
+    return model
 
 
 def render_curve(history: DistillHistory, title: str) -> bytes:
@@ -437,16 +439,16 @@ def partial_dir(out: Path) -> Path:
 
 
 def recover(pruned_dir: str | Path, cfg: DistillConfig, out: str | Path, teacher: str | None = None,
-            overwrite: bool = False, resume: bool = False, callbacks=(), progress: bool = True) -> RecoverResult:
+            overwrite: bool = False, resume: bool = False, callbacks=(), progress: bool = True,
+            context: RunContext | None = None) -> RecoverResult:
     """Distill the pruned model in `pruned_dir` from `teacher` (default: the model its recipe.json
     names) and write it to `out` in the same format, with recipe.json copied, recovery.json
     (settings, teacher, tokens seen, loss history, held-out KL) and loss_curve.png.
     Checkpoints go to OUT.partial/ every cfg.save_steps steps; `resume` continues from there."""
-    pick_device(cfg.device)  # fail before the slow part
+    context = (context or RunContext()).resolve()  # fail before the slow part
     pruned_dir = Path(pruned_dir).expanduser()
     _check_model_dir(pruned_dir)
-    recipe = None if teacher else pruned_recipe(pruned_dir)
-    teacher = teacher or recipe.model
+    teacher = teacher or pruned_from(pruned_dir)
     check_sources(cfg.data)
     inputs = [pruned_dir, teacher]
     main = _is_main_process()
@@ -460,10 +462,10 @@ def recover(pruned_dir: str | Path, cfg: DistillConfig, out: str | Path, teacher
             _refuse_unresumed(partial)
         started = time.perf_counter()
         student, tokenizer = load_model(str(pruned_dir))
-        trust = bool(recipe and recipe.trust_remote_code)  # as the prune did, when the teacher is the recipe's model
-        teacher_model, teacher_tokenizer = load_model(teacher, trust_remote_code=trust)
+        teacher_model, teacher_tokenizer = load_model(teacher, trust_remote_code=context.trust_remote_code)
         student, history = distill_model(student, teacher_model, tokenizer, cfg, ckpt_dir=partial, resume=resume,
-                                         teacher_tokenizer=teacher_tokenizer, callbacks=callbacks, progress=progress)
+                                         teacher_tokenizer=teacher_tokenizer, callbacks=callbacks, progress=progress,
+                                         context=context)
         history.seconds = round(time.perf_counter() - started, 2)
         if main:
             record = {"config": cfg.to_dict(), "teacher": teacher, "student": str(pruned_dir), **history.to_dict(),
