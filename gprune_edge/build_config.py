@@ -9,12 +9,12 @@ calibration cache) is the run context, not part of the config. Layouts of earlie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from edgecore.errors import GPruneError
-from edgecore.typed_config import TypedConfig, read_json
+from edgecore.typed_config import TypedConfig, option, read_json
 from recovery.config import DistillConfig
 from gprune.recipe import PruneRecipe
 from gprune_edge.budgets import Budgets
@@ -22,6 +22,7 @@ from gprune_edge.targets import TargetProfile
 from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, SpeedSettings, VerifySettings
 from runtime_checks.tasks import TASK_NAMES
 
+SPARSITY_HELP = PruneRecipe.__dataclass_fields__["sparsity"].metadata["help"]
 BUILD_VERSION = 3  # 1: flat keys; 2: stage configs composed; 3: budgets, the search tier, resumable folder
 BUILD_TASKS = ("arc_easy", "piqa", "hellaswag", "lambada")  # above chance at 135M (BENCHMARKS.md)
 BUILD_DISTRIBUTIONS = ("wiki", "news", "science", "code")
@@ -57,10 +58,12 @@ class BuildConfig(TypedConfig):
     `sparsity` defaults to the target's (None), and the target's alignment
     replaces `prune.align`. With `budgets`, the build searches sparsities x artifact types for
     the most accurate artifact within them (`sparsity`, when given, fixes the sparsity)."""
-    target: str  # built-in target name or a profile .json
-    sparsity: float | None = None
+    target: str = option(MISSING, "Device target: a built-in profile (browser, laptop-cpu, phone, raspberry-pi) or a "
+                               "profile .json.")
+    sparsity: float | None = option(None, f"{SPARSITY_HELP} [default: the target's]")
     prune: PruneRecipe = field(default_factory=PruneRecipe)
-    distill_tokens: int | None = None  # distillation after pruning; None: the machine's default, 0: none
+    distill_tokens: int | None = option(None, "Distil the pruned model from the dense one on this many tokens (4k, "
+                                              "2M; 0 = no distillation) [default: 8k on a CPU, 2M on CUDA].")
     distill: DistillConfig = field(default_factory=DistillConfig)  # its `tokens` is replaced by distill_tokens
     verify: VerifySettings = field(default_factory=default_verify_settings)  # what is shipped
     budgets: Budgets = field(default_factory=Budgets)

@@ -7,19 +7,16 @@ import click
 from edgecore.errors import GPruneError
 from edgecore.run_context import RunContext
 from gprune.methods.configs import METHOD_NAMES
-from gprune_edge.cli.config_options import config_options, given, parse_tokens
-from gprune_edge.cli.prune import SPARSITY_HELP
+from gprune_edge.build_config import BuildConfig
+from gprune_edge.cli.config_options import TokenCount, config_options, given
 
 
 @click.command()
-@click.option("--target", "-t", default=None,
-              help="Device target: a built-in profile (browser, laptop-cpu, phone, raspberry-pi) or a profile .json.")
+@config_options(BuildConfig, only=("target",), short={"target": "-t"})
 @click.option("--model", "-m", default=None, help="Model to build for the target [default: smollm2-135m].")
 @click.option("--method", default=None, type=click.Choice(METHOD_NAMES), help="Pruning method [default: gprune].")
-@click.option("--sparsity", "-s", type=float, default=None, help=SPARSITY_HELP + " [default: the target's]")
-@click.option("--distill-tokens", default=None,
-              help="Distil the pruned model from the dense one on this many tokens (4k, 2M; 0 = no distillation) "
-                   "[default: 8k on a CPU, 2M on CUDA].")
+@config_options(BuildConfig, only=("sparsity", "distill_tokens"), short={"sparsity": "-s"},
+                types={"distill_tokens": TokenCount()})
 @click.option("--max-size", type=float, default=None, metavar="MB",
               help="Budget: the artifact's size in MB (10^6 bytes). Any budget makes the build search "
                    "sparsities x the target's artifact types, the dense model quantized included.")
@@ -62,7 +59,7 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
     Exit status: 0 passed; 1 error or refused budget; 3 a threshold missed;
     4 undecided (a speed figure too noisy on this machine to pass or fail)."""
     from gprune.methods import method_config
-    from gprune_edge.build import BuildConfig, build as run_build
+    from gprune_edge.build import build as run_build
     from gprune_edge.build_config import thorough_verify_settings
     from gprune_edge.build_report import runtimes, summary_table
     from runtime_checks.gate import EXIT_FAIL, EXIT_UNDECIDED
@@ -84,8 +81,6 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
         settings = settings.replace(limit=limit)
     if pairs is not None:
         settings = settings.replace(speed=settings.speed.replace(pairs=pairs) if settings.speed else None)
-    if distill_tokens is not None:
-        distill_tokens = parse_tokens(distill_tokens, "--distill-tokens")
     overrides = {k: v for k, v in dict(target=target, sparsity=sparsity,
                                        distill_tokens=distill_tokens).items() if v is not None}
     budgets = {k: v for k, v in dict(max_size_mb=max_size, min_decode_speedup=min_decode_speedup,
