@@ -12,17 +12,14 @@ MODEL is a pruned-model directory or a built-in name. Artifacts and reports go t
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
+
+from common import EVAL, OOD, append_jsonl, gmean, read_jsonl
 
 from edgecore.loading import builtin_hf_dir
 from gprune_edge.export import export
 from runtime_checks.settings import SpeedSettings, VerifySettings
 from runtime_checks.verify import verify
-
-DISTRIBUTIONS = ("wiki", "news", "code", "science", "dialogue", "boolq")
-OOD = ("science", "dialogue", "boolq")  # not among the calibration/distillation sources
 
 
 def parse_model(spec: str) -> tuple[str, str, list[str]]:
@@ -37,35 +34,34 @@ def model_dir(path: str) -> Path:
 
 def measure(args) -> None:
     work = Path(args.work)
-    settings = VerifySettings(tasks=(), distributions=DISTRIBUTIONS, max_windows=args.windows, threads=args.threads,
+    settings = VerifySettings(tasks=(), distributions=tuple(EVAL), max_windows=args.windows, threads=args.threads,
                               speed=SpeedSettings(pairs=args.pairs, threads=args.threads))
     dense_label, dense_path, _ = parse_model(args.model[0])
     baseline = work / "artifacts" / f"{dense_label}-q8_0.gguf"
     if not baseline.exists():
         export(model_dir(dense_path), "gguf", "q8_0", baseline, threads=args.threads)
-    with open(args.out, "a") as f:
-        for spec in args.model:
-            label, path, dtypes = parse_model(spec)
-            for dtype in dtypes:
-                artifact = work / "artifacts" / f"{label}-{dtype}.gguf"
-                if not artifact.exists():
-                    export(model_dir(path), "gguf", dtype, artifact, threads=args.threads, parity="warn")
-                report = verify(artifact, baseline, work / "reports" / f"{label}-{dtype}", settings=settings,
-                                tokenizer_from=model_dir(dense_path), overwrite=True)
-                c = report.candidates[0].comparison
-                row = {"label": label, "dtype": dtype, "file_mb": report.candidates[0].artifact.file_mb,
-                       "ppl": {d: p.candidate for d, p in c.perplexity.items()},
-                       "ppl_ratio_to_dense_q8_0": {d: p.ratio for d, p in c.perplexity.items()},
-                       "decode_ratio": c.speed_ratio.decode_tok_s, "prefill_ratio": c.speed_ratio.prefill_tok_s,
-                       "baseline_ppl": {d: p.baseline for d, p in c.perplexity.items()}}
-                f.write(json.dumps(row) + "\n")
-                f.flush()
-                print(label, dtype, f"{row['file_mb']:.1f} MB, OOD ppl x{ood(row):.3f}, decode x{row['decode_ratio']:.2f}",
-                      flush=True)
+    for spec in args.model:
+        label, path, dtypes = parse_model(spec)
+        for dtype in dtypes:
+            artifact = work / "artifacts" / f"{label}-{dtype}.gguf"
+            if not artifact.exists():
+                export(model_dir(path), "gguf", dtype, artifact, threads=args.threads, parity="warn")
+            report = verify(artifact, baseline, work / "reports" / f"{label}-{dtype}", settings=settings,
+                            tokenizer_from=model_dir(dense_path), overwrite=True)
+            c = report.candidates[0].comparison
+            row = {"label": label, "dtype": dtype, "file_mb": report.candidates[0].artifact.file_mb,
+                   "ppl": {d: p.candidate for d, p in c.perplexity.items()},
+                   "ppl_ratio_to_dense_q8_0": {d: p.ratio for d, p in c.perplexity.items()},
+                   "decode_ratio": c.speed_ratio.decode_tok_s, "prefill_ratio": c.speed_ratio.prefill_tok_s,
+                   "baseline_ppl": {d: p.baseline for d, p in c.perplexity.items()}}
+            append_jsonl(args.out, row)
+            print(label, dtype, f"{row['file_mb']:.1f} MB, OOD ppl x{ood(row):.3f}, decode x{row['decode_ratio']:.2f}",
+                  flush=True)
 
 
 def ood(row: dict) -> float:
-    return math.exp(sum(math.log(row["ppl_ratio_to_dense_q8_0"][d]) for d in OOD) / len(OOD))
+    """Geo-mean perplexity ratio to the dense q8_0 GGUF out of calibration (and distillation) text."""
+    return gmean(row["ppl_ratio_to_dense_q8_0"][d] for d in OOD)
 
 
 def plot(path: str, png: str) -> None:
@@ -75,8 +71,7 @@ def plot(path: str, png: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = {}
-    for line in open(path):
-        r = json.loads(line)
+    for r in read_jsonl(path):
         rows[(r["label"], r["dtype"])] = r  # the last measurement of an artifact wins
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for label in dict.fromkeys(k[0] for k in rows):

@@ -22,6 +22,7 @@ CHILD = r"""
 import json, resource, sys, time, torch
 from gprune.calibration import CalibConfig, calibration_windows, collect
 from edgecore.loading import builtin_hf_dir, load_model
+from edgecore.run_context import RunContext
 torch.set_num_threads(int(sys.argv[3]))
 model, tok = load_model(str(builtin_hf_dir()))
 cfg = CalibConfig(n_samples=int(sys.argv[1]), seq_len=int(sys.argv[2]))
@@ -34,7 +35,7 @@ def plain():
                 model.model(input_ids=b, use_cache=False)
     return time.perf_counter() - t
 f1 = plain()
-t = time.perf_counter(); collect(model, windows, cfg); calib_s = time.perf_counter() - t
+t = time.perf_counter(); collect(model, windows, cfg, RunContext().torch_device()); calib_s = time.perf_counter() - t
 f2 = plain()
 print(json.dumps({"tokens": sum(w.numel() for w in windows.values()), "plain_forward_s": [round(f1, 2), round(f2, 2)],
                   "calibration_s": round(calib_s, 2), "ratio": round(calib_s / ((f1 + f2) / 2), 3),

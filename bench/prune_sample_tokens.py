@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import torch
-from prune_grid import CALIB, EVAL, perplexity  # bench/ is on sys.path when run as a script
+from common import CALIB, OOD, eval_sets, gmean, perplexity, recipe
 
-from edgecore import textdata
 from edgecore.loading import builtin_hf_dir, load_model
 from gprune.calibration import CalibConfig, calibrate
 from gprune.prune import prune_model
-from gprune.recipe import PruneRecipe
-
-OOD = ("science", "dialogue", "boolq")
 
 
 def main():
@@ -29,15 +24,15 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(str(builtin_hf_dir()))
-    evals = {d: textdata.eval_windows(tokenizer, textdata.load_documents(d, "eval"), 256, 4, source=d) for d in EVAL}
+    evals = eval_sets(tokenizer, 4)
     dense = {d: perplexity(model, w) for d, w in evals.items()}
     cfg = CalibConfig(sources=tuple(CALIB), n_samples=16, seq_len=256, seed=0, sample_tokens=args.sample_tokens)
     calib = calibrate(model, tokenizer, cfg)
     for sparsity in map(float, args.sparsities.split(",")):
-        recipe = PruneRecipe(method="gprune", sparsity=sparsity, align=32, calib=CALIB, n_samples=16)
-        pruned, plan = prune_model(model, tokenizer, recipe, calib)
+        pruning = recipe("gprune", sparsity, reconstruct=None)  # None: gprune's default (it reconstructs)
+        pruned, plan = prune_model(model, tokenizer, pruning, calib)
         ratio = {d: perplexity(pruned, w) / dense[d] for d, w in evals.items()}
-        ood = math.exp(sum(math.log(ratio[d]) for d in OOD) / len(OOD))
+        ood = gmean(ratio[d] for d in OOD)
         print(json.dumps({"sample_tokens": args.sample_tokens, "sparsity": sparsity, "ood_geomean": round(ood, 3),
                           "ratio": ratio, "ffn_kept": [d["ffn_kept"] for d in plan.diagnostics["layers"]],
                           "kv_kept": [d["kv_kept"] for d in plan.diagnostics["layers"]]}), flush=True)

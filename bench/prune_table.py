@@ -4,17 +4,9 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 
-from prune_grid import ABLATIONS, CALIB, EVAL
-
-OOD = [d for d in EVAL if d not in CALIB]
-
-
-def gmean(values) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
+from common import ABLATIONS, CALIB, EVAL, OOD, gmean, read_jsonl
 
 
 def row(r: dict) -> str:
@@ -31,15 +23,15 @@ def table(rows: list[dict]) -> str:
 
 
 def main():
-    rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    rows = read_jsonl(sys.argv[1])
     dense = [r for r in rows if r["label"] == "dense"][-1]
     print("Dense perplexity: " + ", ".join(f"{d} {dense['ppl'][d]:.2f}" for d in EVAL) + "\n")
     runs = {}
     for r in rows:
         if r["label"] != "dense":
             runs[(r["label"], r["sparsity"])] = r  # the last run of a label wins
-    main_labels = ["gprune", "gprune measured", "gprune +recon", "gprune measured +recon", "flap", "flap +recon",
-                   "flap(group-sum)", "wanda-sp", "magnitude", "gprune(wanda-sp)"]
+    main_labels = ["gprune", "gprune +recon", "flap", "flap +recon", "flap(group-sum)", "wanda-sp", "magnitude",
+                   "gprune(wanda-sp)"]
     print("### GPrune vs baselines (perplexity / dense; * = not in calibration)\n")
     by_s = sorted({s for _, s in runs})
     print(table([runs[(l, s)] for s in by_s for l in main_labels if (l, s) in runs]))
@@ -47,7 +39,7 @@ def main():
     variants = [r for (l, s), r in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))
                 if l.startswith("gprune ") and l not in ablation_labels and l not in main_labels]
     if variants:
-        print("\n### GPrune variants (per-layer cap, gradient-estimated gains)\n")
+        print("\n### Other GPrune runs\n")
         print(table(variants))
     abl = [r for (l, s), r in runs.items() if l in ablation_labels]
     if abl:

@@ -1,15 +1,15 @@
 """Per-layer widths of pruned models from bench/prune_grid.py's JSON lines: FFN neurons and KV
 groups kept in every layer, one line per run.
 
-    python bench/prune_widths.py bench/results/prune_grid_issue14.jsonl bench/results/prune_grid_gains.jsonl \\
-        --sparsity 0.2 --labels "flap,flap(group-sum),gprune,gprune measured" --out bench/results/widths_20pct.png"""
+    python bench/prune_widths.py bench/results/prune_grid_issue14.jsonl --sparsity 0.2 \\
+        --labels "flap,flap(group-sum),gprune" --out widths_20pct.png"""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 import matplotlib
+from common import OOD, gmean, read_jsonl
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -23,8 +23,7 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     runs = {}
-    for line in (line for path in args.grids for line in open(path)):
-        r = json.loads(line)
+    for r in (r for path in args.grids for r in read_jsonl(path)):
         if r.get("sparsity") == args.sparsity and "layers_ffn" in r:
             runs[r["label"]] = r  # the last run of a label wins
     labels = [label for label in args.labels.split(",") if label in runs]
@@ -32,7 +31,8 @@ def main():
     for label in labels:
         r = runs[label]
         layers = range(len(r["layers_ffn"]))
-        ffn.plot(layers, r["layers_ffn"], marker="o", ms=3, label=f"{label} (OOD x{_ood(r):.2f})")
+        ood = gmean(r["ratio"][d] for d in OOD)
+        ffn.plot(layers, r["layers_ffn"], marker="o", ms=3, label=f"{label} (OOD x{ood:.2f})")
         kv.plot(layers, r["layers_kv"], marker="o", ms=3, label=label)
     ffn.set(ylabel="FFN neurons kept", title=f"SmolLM2-135M pruned to {args.sparsity:.0%}: widths per layer")
     kv.set(ylabel="KV groups kept", xlabel="layer", yticks=[0, 1, 2, 3])
@@ -40,12 +40,6 @@ def main():
     fig.tight_layout()
     fig.savefig(args.out, dpi=90)
     print(f"wrote {args.out} ({', '.join(labels)})")
-
-
-def _ood(r: dict) -> float:
-    from prune_table import OOD, gmean
-
-    return gmean([r["ratio"][d] for d in OOD])
 
 
 if __name__ == "__main__":

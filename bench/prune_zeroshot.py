@@ -12,19 +12,15 @@ appended as it finishes; pairs already in the file are skipped, so a rerun resum
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
 
 import torch
-from prune_grid import BASELINES, CALIB, SEARCH, SPARSITIES  # bench/ is on sys.path when run as a script
+from common import BASELINES, SPARSITIES, achieved, append_jsonl, read_jsonl, recipe
 
 from edgecore.loading import builtin_hf_dir, load_model
-from edgecore.params import prunable_params
-from gprune.methods import method_config
 from gprune.prune import prune_model
-from gprune.recipe import PruneRecipe
 from runtime_checks.accuracy import evaluate
 from runtime_checks.backends.torch_backend import TorchBackend
 from runtime_checks.tasks import CHANCE
@@ -32,14 +28,12 @@ from runtime_checks.tasks import CHANCE
 TASKS = ["arc_easy", "piqa", "hellaswag", "lambada"]
 # label -> (method, options, reconstruct); a bare method name runs without reconstruction
 VARIANTS = {"flap(group-sum)": ("flap", {"attention": "group-sum"}, False), "gprune +recon": ("gprune", {}, True),
-            "flap +recon": ("flap", {}, True), "gprune measured": ("gprune", {"gains": "measured"}, False),
-            "gprune search": ("gprune", {"search": SEARCH}, False)}
+            "flap +recon": ("flap", {}, True)}
 METHODS = ["dense", "gprune", *reversed(BASELINES), *VARIANTS]  # dense, gprune, flap, wanda-sp, magnitude, ...
 
 
 def read_rows(path: str) -> list[dict]:
-    p = Path(path)
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+    return read_jsonl(path) if Path(path).exists() else []
 
 
 def score(model, tokenizer, limit: int) -> dict:
@@ -55,30 +49,24 @@ def run(args) -> None:
                                                            if m != "dense"]
     saved = dict(spec.split("=", 1) for spec in args.saved)  # label -> DIR@SPARSITY (a model saved elsewhere)
     todo += [(label, float(spec.rsplit("@", 1)[1])) for label, spec in saved.items()]
-    with open(args.out, "a") as f:
-        for method, sparsity in todo:
-            if (method, sparsity) in done:
-                continue
-            t = time.perf_counter()
-            pruned, achieved = model, 0.0
-            if method in saved:
-                pruned = load_model(saved[method].rsplit("@", 1)[0])[0]
-                achieved = round(1 - prunable_params(pruned.config) / prunable_params(model.config), 4)
-            elif method != "dense":
-                name, options, reconstruct = VARIANTS.get(method, (method, {}, False))
-                recipe = PruneRecipe(model="smollm2-135m", method=method_config(name, options), sparsity=sparsity,
-                                     align=32, seed=0, calib=CALIB, n_samples=16, seq_len=256, reconstruct=reconstruct)
-                pruned, _ = prune_model(model, tokenizer, recipe)
-                achieved = round(1 - prunable_params(pruned.config) / prunable_params(model.config), 4)
-            prune_s = time.perf_counter() - t
-            t = time.perf_counter()
-            tasks = score(pruned, tokenizer, args.limit)
-            row = {"method": method, "sparsity": sparsity, "achieved": achieved, "limit": args.limit,
-                   "tasks": tasks, "prune_s": round(prune_s, 1), "eval_s": round(time.perf_counter() - t, 1)}
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            print(method, sparsity, {k: round(v["primary"], 3) for k, v in tasks.items()}, f"{row['eval_s']}s",
-                  flush=True)
+    for method, sparsity in todo:
+        if (method, sparsity) in done:
+            continue
+        t = time.perf_counter()
+        pruned = model
+        if method in saved:
+            pruned = load_model(saved[method].rsplit("@", 1)[0])[0]
+        elif method != "dense":
+            name, options, reconstruct = VARIANTS.get(method, (method, {}, False))
+            pruned, _ = prune_model(model, tokenizer, recipe(name, sparsity, options, reconstruct))
+        prune_s = time.perf_counter() - t
+        t = time.perf_counter()
+        tasks = score(pruned, tokenizer, args.limit)
+        row = {"method": method, "sparsity": sparsity, "achieved": 0.0 if pruned is model else achieved(pruned, model),
+               "limit": args.limit, "tasks": tasks, "prune_s": round(prune_s, 1),
+               "eval_s": round(time.perf_counter() - t, 1)}
+        append_jsonl(args.out, row)
+        print(method, sparsity, {k: round(v["primary"], 3) for k, v in tasks.items()}, f"{row['eval_s']}s", flush=True)
 
 
 def table(path: str) -> str:

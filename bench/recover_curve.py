@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import torch
-from prune_grid import CALIB, EVAL, perplexity  # bench/ is on sys.path when run as a script
+from common import CALIB, OOD, append_jsonl, eval_sets, gmean, perplexity, read_jsonl, recipe
 from transformers import TrainerCallback
 
-from edgecore import textdata
 from edgecore.checkpoint import save_checkpoint
 from edgecore.loading import builtin_hf_dir, load_model
-from gprune.distill import distill_model
-from gprune.distill_config import DistillConfig
-from gprune.methods import method_config
 from gprune.prune import prune_model
-from gprune.recipe import RECIPE_FILE, PruneRecipe
-from gprune_edge.cli.recover import parse_tokens
-
-OOD = [d for d in EVAL if d not in CALIB]
+from gprune.recipe import RECIPE_FILE
+from gprune_edge.cli.config_options import parse_tokens
+from recovery.config import DistillConfig
+from recovery.distill import distill_model
 
 
 class EvaluateAt(TrainerCallback):
@@ -47,28 +42,24 @@ class EvaluateAt(TrainerCallback):
             model.train()
 
 
-def geo_mean(ratio: dict, names) -> float:
-    return math.exp(sum(math.log(ratio[d]) for d in names) / len(names))
-
-
 def plot(path: str, png: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in map(json.loads, open(path)) if "ratio" in r]
+    rows = [r for r in read_jsonl(path) if "ratio" in r]
     fig, ax = plt.subplots(figsize=(7, 4))
     for s in sorted({r["sparsity"] for r in rows}):
         points = [r for r in rows if r["sparsity"] == s]
         for names, style, what in ((OOD, "-o", "out of calibration"), (CALIB, "--s", "calibration sources")):
             kd = [r for r in points if r["tier"] == "+distill"]
             ax.plot([0] + [r["tokens"] for r in kd],
-                    [geo_mean(r["ratio"], names) for r in points if r["tier"] == "+reconstruct"][:1]
-                    + [geo_mean(r["ratio"], names) for r in kd], style, label=f"{s:.0%}, {what}")
+                    [gmean(r["ratio"][d] for d in names) for r in points if r["tier"] == "+reconstruct"][:1]
+                    + [gmean(r["ratio"][d] for d in names) for r in kd], style, label=f"{s:.0%}, {what}")
             for r in points:
                 if r["tier"] == "prune":
-                    ax.plot([0], [geo_mean(r["ratio"], names)], "x", color="gray")
+                    ax.plot([0], [gmean(r["ratio"][d] for d in names)], "x", color="gray")
     ax.set(xlabel="distillation tokens (0: prune + reconstruction; x: prune only)",
            ylabel="perplexity / dense (geo-mean)", title="GPrune on SmolLM2-135M: recovery against tokens (CPU)")
     ax.grid(alpha=0.3)
@@ -97,42 +88,36 @@ def main():
     torch.set_num_threads(args.threads)
     budgets = sorted(parse_tokens(t) for t in args.tokens.split(","))
     model, tokenizer = load_model(str(builtin_hf_dir()))
-    evals = {d: textdata.eval_windows(tokenizer, textdata.load_documents(d, "eval"), 256, args.eval_windows, source=d)
-             for d in EVAL}
+    evals = eval_sets(tokenizer, args.eval_windows)
     dense = {d: perplexity(model, w) for d, w in evals.items()}
     started = time.perf_counter()
-    out = open(args.out, "a")
 
     def record(tier: str, tokens: int, m) -> None:
-        with torch.no_grad():
-            ppl = {d: perplexity(m, w) for d, w in evals.items()}
+        ppl = {d: perplexity(m, w) for d, w in evals.items()}
         row = {"sparsity": args.sparsity, "tier": tier, "tokens": tokens, "ppl": ppl,
                "ratio": {d: ppl[d] / dense[d] for d in ppl}, "dense_ppl": dense,
                "wall_s": round(time.perf_counter() - started, 1)}
-        out.write(json.dumps(row) + "\n")
-        out.flush()
+        append_jsonl(args.out, row)
         print(tier, tokens, {d: round(r, 3) for d, r in row["ratio"].items()}, flush=True)
 
-    recipe = PruneRecipe(model="smollm2-135m", method=method_config("gprune"), sparsity=args.sparsity, align=32,
-                         calib=CALIB, n_samples=16, seq_len=256, reconstruct=False)
-    pruned, _ = prune_model(model, tokenizer, recipe)
+    pruned, _ = prune_model(model, tokenizer, recipe("gprune", args.sparsity))
     record("prune", 0, pruned)
-    pruned, plan = prune_model(model, tokenizer, recipe.replace(reconstruct=True))
+    pruning = recipe("gprune", args.sparsity, reconstruct=True)
+    pruned, _ = prune_model(model, tokenizer, pruning)
     record("+reconstruct", 0, pruned)
     if args.save:
-        save_checkpoint(pruned, tokenizer, args.save + "-recon", overwrite=True, extra_files={RECIPE_FILE: recipe.replace(
-            reconstruct=True).to_json()})
+        save_checkpoint(pruned, tokenizer, args.save + "-recon", overwrite=True,
+                        extra_files={RECIPE_FILE: pruning.to_json()})
     cfg = DistillConfig(tokens=budgets[-1], batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                         save_steps=0, eval_windows=0)
     callback = EvaluateAt(budgets, args.batch_size * args.seq_len, record)
     student, history = distill_model(pruned, model, tokenizer, cfg, callbacks=[callback])
     if args.save:
-        save_checkpoint(student, tokenizer, args.save + "-kd", overwrite=True, extra_files={RECIPE_FILE: recipe.replace(
-            reconstruct=True).to_json(), "distill.json": json.dumps(cfg.to_dict(), indent=2)})
-    out.write(json.dumps({"sparsity": args.sparsity, "tier": "distill-run", "tokens": history.tokens_seen,
-                          "seconds_with_evaluations": history.seconds,
-                          "loss_history": history.loss_history}) + "\n")
-    out.close()
+        distill = json.dumps(cfg.to_dict(), indent=2)
+        save_checkpoint(student, tokenizer, args.save + "-kd", overwrite=True,
+                        extra_files={RECIPE_FILE: pruning.to_json(), "distill.json": distill})
+    append_jsonl(args.out, {"sparsity": args.sparsity, "tier": "distill-run", "tokens": history.tokens_seen,
+                            "seconds_with_evaluations": history.seconds, "loss_history": history.loss_history})
 
 
 if __name__ == "__main__":

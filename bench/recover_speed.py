@@ -9,7 +9,7 @@ By default the teacher has random weights of SmolLM2-135M's shape (30 layers, hi
 1536, 9/3 heads, 49152-token vocabulary) and a synthetic tokenizer over random text, so it runs
 offline (e.g. on a GPU machine that reaches nothing); the cost per token does not depend on the
 weights. The student is the teacher with every FFN cut to --student-ffn neurons (default: same
-width). Runs gprune.distill.distill_model itself (Trainer, KD loss, checkpoint-free); tokens/s
+width). Runs recovery.distill.distill_model itself (Trainer, KD loss, checkpoint-free); tokens/s
 is timed from the end of the first step to the end of the last, so start-up and the first
 step's allocations are left out. CPU: fp32 on --threads threads; CUDA: bf16 autocast, and the
 peak CUDA memory is reported too."""
@@ -67,14 +67,14 @@ def main():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
-    from edgecore.devices import pick_device
     from edgecore.families import layer_shapes
-    from gprune.distill import distill_model
-    from gprune.distill_config import DistillConfig
+    from edgecore.run_context import RunContext
     from gprune.surgery import LayerKeep, resize
+    from recovery.config import DistillConfig
+    from recovery.distill import distill_model
 
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    context = RunContext(device=args.device, threads=args.threads).resolve()  # sets torch's threads
+    device = context.torch_device()
     if args.model == "random":
         torch.manual_seed(0)
         teacher = LlamaForCausalLM(LlamaConfig(**SMOLLM2_SHAPE)).eval()
@@ -110,10 +110,11 @@ def main():
             sources = ["code"]
         cfg = DistillConfig(tokens=tokens, seq_len=args.seq_len, batch_size=args.batch_size, data=sources,
                             lora_rank=args.lora_rank, hidden_weight=args.hidden_weight, save_steps=0,
-                            eval_windows=0, device=args.device)
+                            eval_windows=0)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        _, history = distill_model(student, teacher, tokenizer, cfg, callbacks=[Clock()], progress=False)
+        _, history = distill_model(student, teacher, tokenizer, cfg, callbacks=[Clock()], progress=False,
+                                   context=context)
     timed = len(step_times) - 1
     per_s = timed * history.tokens_per_step / (step_times[-1] - step_times[0]) if timed > 0 else None
     result = {

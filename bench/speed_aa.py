@@ -12,12 +12,13 @@ The GGUF is exported once to --work (or pass --gguf)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from common import append_jsonl
 
 from edgecore.loading import builtin_hf_dir
 from gprune_edge.export import export
@@ -71,7 +72,6 @@ def main() -> None:
     modes = {"adaptive": adaptive}
     if not args.no_fixed:
         modes["fixed7"] = SpeedSettings(pairs=7, max_pairs=7, threads=args.threads)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     print(f"{'run':>3} {'mode':8} {'median':>7} {'interval':>17} {'pairs':>5} {'secs':>6} {'stop':>11} "
           f"{'holds 1':>7} {'verdict':>9} {'old gate':>8}  load", flush=True)
     for i in range(args.runs):
@@ -85,8 +85,7 @@ def main() -> None:
             print(f"{i:>3} {mode:8} {row['median']:7.3f} {interval:>17} {row['pairs']:5d} {row['seconds']:6.0f} "
                   f"{row['stopped_by']:>11} {str(row['holds_1']):>7} {row['verdict']:>9} {row['old_gate']:>8}  "
                   f"{load:.1f}", flush=True)
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_jsonl(args.out, row)
 
 
 if __name__ == "__main__":

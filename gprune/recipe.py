@@ -1,6 +1,6 @@
 """The recipe: one typed, JSON-serializable description of a pruning run, saved as
 recipe.json with every output so the run can be repeated from its folder. It holds the
-run's settings and the chosen method's typed config:
+model, the pruning target, the calibration text and the chosen method's typed config:
 
     {"version": 4, "model": "smollm2-135m", "sparsity": 0.2, ..., "method": {"name": "gprune", "lam": 1.0, ...},
      "reconstruct": true, "reconstruction": {"ridge": 1.0, "windows": 16, "target": "residual"}}

@@ -97,11 +97,22 @@ def perplexity(backend, tokenizer, distribution: str, seq_len: int = DEFAULT_SEQ
     window is scored on its own (its first token is context only)."""
     windows = eval_windows(tokenizer, load_documents(distribution, split="eval"), seq_len, max_windows,
                            source=distribution).tolist()
-    items = [([w[0]], [w[1:]]) for w in windows]
-    scored = _scored(backend, items, f"{backend.name} ppl {distribution}")
-    nll = -sum(s[0].logprob for s in scored)
-    tokens = sum(s[0].tokens for s in scored)
+    nll, tokens = _windows_nll(backend, windows, f"{backend.name} ppl {distribution}")
     return PerplexityResult(distribution, len(windows), seq_len, tokens, math.exp(nll / tokens))
+
+
+def window_perplexity(backend, windows: list[list[int]]) -> float:
+    """Token-level perplexity of `backend` over token windows the caller has cut (e.g. a model in
+    memory behind TorchBackend.from_model), each scored on its own as `perplexity` scores them."""
+    nll, tokens = _windows_nll(backend, windows, f"{backend.name} ppl")
+    return math.exp(nll / tokens)
+
+
+def _windows_nll(backend, windows: list[list[int]], desc: str) -> tuple[float, int]:
+    """(summed negative log-likelihood, tokens scored) of the windows, each on its own (its first
+    token is context only)."""
+    scored = _scored(backend, [([w[0]], [w[1:]]) for w in windows], desc)
+    return -sum(s[0].logprob for s in scored), sum(s[0].tokens for s in scored)
 
 
 def _multiple_choice(backend, tokenizer, name: str, questions) -> TaskResult:

@@ -10,7 +10,7 @@ from tiny import random_ids, tiny_model, tiny_tokenizer
 from edgecore.errors import GPruneError
 from gprune.methods import method_config
 from gprune.prune import prune_model
-from gprune.recipe import PruneRecipe, ReconstructConfig
+from gprune.recipe import RECIPE_VERSION, PruneRecipe, ReconstructConfig
 from gprune.reconstruction import reconstruct
 from gprune.surgery import resize, with_biases
 from gprune_edge.cli import cli
@@ -69,7 +69,7 @@ def test_reconstruct_defaults_follow_the_method_and_old_recipes_repeat_their_run
     v2 = PruneRecipe.from_dict({"version": 2, "sparsity": 0.2, "method": {"name": "gprune"}})
     assert v2.reconstruct is False
     saved = PruneRecipe(method=method_config("gprune")).to_dict()
-    assert saved["version"] == 3 and saved["reconstruct"] is True and saved["reconstruction"]["ridge"] == 1.0
+    assert saved["version"] == RECIPE_VERSION and saved["reconstruct"] is True and saved["reconstruction"]["ridge"] == 1.0
     assert PruneRecipe.from_dict(saved) == PruneRecipe(method=method_config("gprune"))
 
 

@@ -17,6 +17,7 @@ from tiny import tiny_model, tiny_tokenizer
 from edgecore.errors import GPruneError
 from gprune_edge.cli import cli
 from runtime_checks import gate
+from runtime_checks.accuracy import window_perplexity
 from runtime_checks.backends import default_backend, load_backend
 from runtime_checks.backends.torch_backend import TorchBackend
 from runtime_checks.export_parity import check_tolerance
@@ -58,6 +59,13 @@ def test_loglik_matches_direct_computation(tiny_backend):
             assert b.logprob == pytest.approx(expected, abs=1e-4)
             assert g.logprob == pytest.approx(expected, abs=1e-4)
             assert b.tokens == len(cont)
+
+
+def test_window_perplexity_is_the_definition(tiny_backend):
+    windows = [list(range(5, 21)), list(range(40, 52))]
+    nll = -sum(direct_logprob(tiny_backend.model, [w[0]], w[1:]) for w in windows)
+    expected = math.exp(nll / sum(len(w) - 1 for w in windows))
+    assert window_perplexity(tiny_backend, windows) == pytest.approx(expected, rel=1e-5)
 
 
 def test_greedy_flag_is_argmax_match(tiny_backend):
