@@ -7,7 +7,7 @@ text a method reads separate methods the way held-out perplexity does?
 Window sets per source (wiki, news, code; calibration settings of prune_grid.py): "search",
 windows 0-3 cut to 128 tokens (what GPrune's former width search priced; the name stays so that
 results compare); "unread", windows 4-7 cut to 128 tokens; "long", windows 8-11 at full length
-(256 tokens). KL(dense || pruned) per token is recovery.distill.heldout_kl's."""
+(256 tokens). KL(dense || pruned) per token is recovery.loss.heldout_kl's."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from common import append_jsonl, recipe
 from edgecore.loading import builtin_hf_dir, load_model
 from gprune.calibration import calibration_windows
 from gprune.prune import prune_model
-from recovery.distill import heldout_kl
+from recovery.loss import heldout_kl
 
 SETS = {"search": (slice(0, 4), 128), "unread": (slice(4, 8), 128), "long": (slice(8, 12), None)}
 METHODS = {"flap": ("flap", {}), "gprune": ("gprune", {"metric": "flap"})}

@@ -14,10 +14,10 @@ from edgecore.loading import load_config, load_model
 from edgecore.outputs import claim_output
 from edgecore.params import prunable_params
 from edgecore.run_context import RunContext
+from gprune import methods
 from gprune.allocation import check_reachable
 from gprune.calibration import Calibration, calibrate, calibration_windows
 from gprune.diagnostics import PLOT_FILE, render_plot
-from gprune import methods
 from gprune.recipe import RECIPE_FILE, PruneRecipe
 from gprune.reconstruction import reconstruct
 from gprune.surgery import check_alignment, resize, with_biases

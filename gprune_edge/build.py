@@ -28,13 +28,13 @@ from edgecore.loading import load_config, load_model, resolve
 from edgecore.outputs import claim_output, write_atomic
 from edgecore.params import prunable_params
 from edgecore.run_context import RunContext
-from recovery.distill import recover
 from gprune.prune import prune
 from gprune_edge.budgets import MB, predicted_misses, predicted_size
 from gprune_edge.build_config import BuildConfig
 from gprune_edge.export import export
 from gprune_edge.run_folder import RunFolder, remove_path, stage_key
 from gprune_edge.targets import TargetProfile, load_target
+from recovery.distill import recover
 from runtime_checks.report_schema import GateResult, Report
 from runtime_checks.verify import verify
 

@@ -15,10 +15,10 @@ from typing import ClassVar
 
 from edgecore.errors import GPruneError
 from edgecore.typed_config import TypedConfig, option, read_json
-from recovery.config import DistillConfig
 from gprune.recipe import PruneRecipe
 from gprune_edge.budgets import Budgets
 from gprune_edge.targets import TargetProfile
+from recovery.config import DistillConfig
 from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, SpeedSettings, VerifySettings
 from runtime_checks.tasks import TASK_NAMES
 

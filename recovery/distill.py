@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from edgecore import __version__
 from edgecore.checkpoint import save_checkpoint
@@ -48,6 +47,7 @@ from edgecore.run_context import RunContext
 from edgecore.typed_config import read_json
 from recovery.config import DistillConfig
 from recovery.data import check_sources, heldout_windows, training_windows
+from recovery.loss import heldout_kl
 
 RECOVERY_FILE = "recovery.json"
 CURVE_FILE = "loss_curve.png"
@@ -62,36 +62,7 @@ MIN_LR_RATE = 0.1
 LOG_POINTS = 200  # about this many loss points in the history, whatever the budget
 
 
-# ----------------------------------------------------------------------------- the loss
-
-def kd_loss(student_out, teacher_out, temperature: float = 1.0, hidden_weight: float = 0.0) -> torch.Tensor:
-    """temperature^2 * mean over tokens of KL(teacher || student) on softened next-token
-    distributions, plus hidden_weight * the mean over decoder layers of the student/teacher
-    layer-output MSE, each divided by the teacher's mean square there."""
-    t = F.log_softmax(teacher_out.logits.float() / temperature, dim=-1)
-    s = F.log_softmax(student_out.logits.float() / temperature, dim=-1)
-    loss = F.kl_div(s, t, log_target=True, reduction="none").sum(-1).mean() * temperature ** 2
-    if hidden_weight > 0:
-        pairs = list(zip(student_out.hidden_states[1:], teacher_out.hidden_states[1:]))
-        mse = sum(F.mse_loss(hs.float(), ht.float()) / ht.float().pow(2).mean().clamp_min(1e-8) for hs, ht in pairs)
-        loss = loss + hidden_weight * mse / len(pairs)
-    return loss
-
-
-@torch.no_grad()
-def heldout_kl(student, teacher, windows: torch.Tensor, batch_size: int = 4) -> float:
-    """Mean per-token KL(teacher || student) at temperature 1 on `windows` [n, seq_len]."""
-    total, count = 0.0, 0
-    was_training = student.training
-    student.eval()
-    for batch in windows.split(batch_size):
-        s = student(input_ids=batch.to(model_device(student)), use_cache=False).logits.float()
-        t = teacher(input_ids=batch.to(model_device(teacher)), use_cache=False).logits.float().to(s.device)
-        kl = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="none").sum(-1)
-        total, count = total + float(kl.sum()), count + kl.numel()
-    student.train(was_training)
-    return total / count
-
+# ----------------------------------------------------------------------------- held-out KL
 
 def _kl_table(student, teacher, windows: dict[str, torch.Tensor], batch_size: int) -> dict[str, float]:
     table = {name: round(heldout_kl(student, teacher, w, batch_size), 6) for name, w in windows.items()}
@@ -120,73 +91,6 @@ def check_compatible(student, teacher, student_tokenizer, teacher_tokenizer=None
         if ss != ts:
             raise GPruneError(f"hidden_weight needs the same layers and hidden size in student and teacher "
                               f"({ss[0]}x{ss[1]} vs {ts[0]}x{ts[1]}); use --hidden-weight 0")
-
-
-# ----------------------------------------------------------------------------- Trainer pieces
-
-def _trainer_classes():
-    """Trainer and callback classes, imported when training starts (transformers.Trainer is slow to import)."""
-    from transformers import Trainer, TrainerCallback
-
-    class KDTrainer(Trainer):
-        """compute_loss = distillation loss against a frozen teacher."""
-
-        def __init__(self, *args, teacher, temperature: float, hidden_weight: float, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.teacher = teacher.eval().requires_grad_(False)
-            self.temperature, self.hidden_weight = temperature, hidden_weight
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            ids = inputs["input_ids"]
-            hidden = self.hidden_weight > 0
-            with torch.no_grad():
-                teacher_out = self.teacher(input_ids=ids, use_cache=False, output_hidden_states=hidden)
-            student_out = model(input_ids=ids, use_cache=False, output_hidden_states=hidden)
-            loss = kd_loss(student_out, teacher_out, self.temperature, self.hidden_weight)
-            return (loss, student_out) if return_outputs else loss
-
-    class TokenProgress(TrainerCallback):
-        """A tqdm bar in tokens (rate in tokens/s, ETA) with the latest loss; process 0 only.
-        It also skips the Trainer's checkpoint at the last step (the output is written instead)."""
-
-        def __init__(self, tokens_per_step: int, enabled: bool):
-            self.tokens_per_step, self.enabled, self.bar = tokens_per_step, enabled, None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            if self.enabled and state.is_world_process_zero:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=state.max_steps * self.tokens_per_step, unit="tok", unit_scale=True,
-                                initial=state.global_step * self.tokens_per_step, desc="distilling",
-                                dynamic_ncols=True)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step >= state.max_steps:
-                control.should_save = False
-            if self.bar is not None:
-                self.bar.update(self.tokens_per_step)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.bar is not None and logs and "loss" in logs:
-                self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
-
-    return KDTrainer, TokenProgress
-
-
-class _Windows(torch.utils.data.Dataset):
-    def __init__(self, windows: torch.Tensor):
-        self.windows = windows
-
-    def __len__(self):
-        return len(self.windows)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.windows[i]}
 
 
 def _lora(student, cfg: DistillConfig):
@@ -348,8 +252,9 @@ def distill_model(student, teacher, tokenizer, cfg: DistillConfig, ckpt_dir: str
         if saving and _is_main_process():
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(ckpt_dir / RUN_FILE, json.dumps(identity, indent=2) + "\n")
-        KDTrainer, TokenProgress = _trainer_classes()
-        trainer = KDTrainer(model=model, args=args, train_dataset=_Windows(windows), teacher=teacher,
+        from recovery.trainer import KDTrainer, TokenProgress, Windows  # transformers.Trainer is slow to import
+
+        trainer = KDTrainer(model=model, args=args, train_dataset=Windows(windows), teacher=teacher,
                             temperature=cfg.temperature, hidden_weight=cfg.hidden_weight,
                             callbacks=[TokenProgress(tokens_per_step, progress), *callbacks])
         trainer.remove_callback(ProgressCallback)

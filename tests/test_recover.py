@@ -17,18 +17,12 @@ from edgecore import textdata
 from edgecore.errors import GPruneError
 from edgecore.families import layer_shapes
 from edgecore.loading import load_model
-from recovery.distill import (
-    CURVE_FILE,
-    RECOVERY_FILE,
-    distill_model,
-    heldout_kl,
-    partial_dir,
-    recover,
-)
-from recovery.config import BUILTIN_SOURCES, DistillConfig
-from recovery.data import heldout_windows, self_cache_path, self_generated_stream
 from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
+from recovery.config import BUILTIN_SOURCES, DistillConfig
+from recovery.data import heldout_windows, self_cache_path, self_generated_stream
+from recovery.distill import CURVE_FILE, RECOVERY_FILE, distill_model, partial_dir, recover
+from recovery.loss import heldout_kl
 
 SEQ, BATCH = 32, 2
 TOKENS_PER_STEP = SEQ * BATCH

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from edgecore.families import family_of, layer_shapes
 from gprune.allocation import global_counts, standardize
-from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.methods.common import keep_sets, layer_diagnostics, pooled, top_by_counts
 from gprune.methods.configs import FlapConfig
+from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.metrics import channel_scores, ffn_scores, group_channels, kv_scores
 
 

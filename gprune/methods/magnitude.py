@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from edgecore.families import family_of, layer_shapes
 from gprune.allocation import global_ffn_counts, keep_top, uniform_counts
-from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.methods.configs import MagnitudeConfig
+from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.metrics import ffn_magnitude, kv_magnitude
 
 

@@ -7,9 +7,9 @@ import torch
 
 from edgecore.families import family_of, layer_shapes
 from gprune.allocation import uniform_counts
-from gprune.methods.registry import PrunePlan, PruneTarget, register
-from gprune.methods.configs import RandomConfig
 from gprune.methods.common import keep_sets, layer_diagnostics, top_by_counts
+from gprune.methods.configs import RandomConfig
+from gprune.methods.registry import PrunePlan, PruneTarget, register
 
 
 @register(RandomConfig)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from edgecore.families import family_of, layer_shapes
 from gprune.allocation import uniform_counts
-from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.methods.common import keep_sets, layer_diagnostics, pooled, top_by_counts
 from gprune.methods.configs import WandaSpConfig
+from gprune.methods.registry import PrunePlan, PruneTarget, register
 from gprune.metrics import ffn_scores, kv_scores
 
 

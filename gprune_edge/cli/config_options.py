@@ -38,7 +38,7 @@ class CommaList(click.ParamType):
     name = "A,B,..."
 
     def convert(self, value, param, ctx):
-        return value if isinstance(value, list) else [v for v in value.split(",")]
+        return value if isinstance(value, list) else value.split(",")
 
 
 def _click_type(tp):
