@@ -140,10 +140,18 @@ def has_compensation_bias(config: PretrainedConfig) -> bool:
     return bool(getattr(config, "o_proj_bias", False) or getattr(config, "down_proj_bias", False))
 
 
+def has_stock_shape(config: PretrainedConfig) -> bool:
+    """Whether the family's stock config can describe this model's sizes: every layer the same
+    size, with a head count that divides the hidden size (transformers' stock configs refuse any
+    other, even with an explicit head_dim)."""
+    shapes = layer_shapes(config)
+    return is_uniform(shapes) and config.hidden_size % shapes[0].q_heads == 0
+
+
 def fits_stock_layout(config: PretrainedConfig) -> bool:
-    """Whether the family's stock architecture can hold this model: every layer the same size
-    and no compensation biases. Otherwise it needs the per-layer format (gprune_llama, GGUF `deci`)."""
-    return is_uniform(layer_shapes(config)) and not has_compensation_bias(config)
+    """Whether the family's stock architecture can hold this model: a stock shape and no
+    compensation biases. Otherwise it needs the per-layer format (gprune_llama, GGUF `deci`)."""
+    return has_stock_shape(config) and not has_compensation_bias(config)
 
 
 # llama.cpp architectures whose rotary embedding rotates halves of each head as transformers does

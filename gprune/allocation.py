@@ -70,12 +70,12 @@ def standardize(scores: torch.Tensor, robust: bool) -> torch.Tensor:
     """Per-layer standardisation. robust: (s - median) / MAD, so one extreme unit cannot squash
     the rest of its layer to z ~ 0 (docs/DESIGN.md, pitfalls); else FLAP's (s - mean) / std."""
     s = scores.double()
+    if len(s) < 2:  # one unit (a layer with one KV group) has no spread: z = 0
+        return s - s.mean()
     if robust:
         med = s.median()
         mad = (s - med).abs().median()
         return (s - med) / (mad if mad > 0 else s.std().clamp(min=1e-12))
-    if len(s) < 2:
-        return s - s.mean()
     return (s - s.mean()) / s.std().clamp(min=1e-12)
 
 

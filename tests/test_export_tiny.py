@@ -285,3 +285,30 @@ def test_exporters_import_no_other_layer():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[1]).stdout
     assert out.strip() == "[]"
+
+
+@needs_llama_cpp
+def test_head_counts_that_do_not_divide_the_hidden_size(tmp_path):
+    """Llama-3.2-1B keeps e.g. 24 of 32 heads of 64 on hidden 2048: transformers' stock config refuses
+    that head count, so the model stays in the per-layer format, reloads, and exports to GGUF `deci`
+    and ONNX with the logits of torch. Tiny: 8 heads of 8 on hidden 64, 3 of 4 KV groups kept -> 6 heads."""
+    import torch
+    from tiny import random_ids, tiny_model, tiny_tokenizer
+    from transformers import AutoModelForCausalLM
+
+    from edgecore.checkpoint import save_checkpoint
+    from edgecore.families import fits_stock_layout
+    from gprune.surgery import LayerKeep, resize
+
+    model = tiny_model("llama", num_attention_heads=8, num_key_value_heads=4, head_dim=8)
+    pruned = resize(model, [LayerKeep(torch.arange(96), torch.tensor([0, 1, 3])) for _ in range(3)])
+    assert pruned.config.num_attention_heads_per_layer == [6, 6, 6] and not fits_stock_layout(pruned.config)
+    save_checkpoint(pruned, tiny_tokenizer(), tmp_path / "p")
+    ids = random_ids()
+    with torch.no_grad():
+        torch.testing.assert_close(AutoModelForCausalLM.from_pretrained(tmp_path / "p")(ids).logits,
+                                   pruned(ids).logits)
+    source = load_source(tmp_path / "p")
+    for fmt, dtype in (("gguf", "f32"), ("onnx", "fp32")):
+        checked = check_against_torch(write(source, fmt, dtype, artifact_path(tmp_path / fmt, fmt)), source)
+        assert checked.parity["max_abs_logit_diff"] < 1e-3 and checked.generation_matches, fmt

@@ -233,3 +233,21 @@ def test_uniform_gives_every_layer_the_same_widths_within_budget(tiny_setup, spa
     assert fits_stock_layout(pruned.config)  # no compensation biases: saved as the stock architecture
     # the units kept are those GPrune ranks highest in each layer, not the same indices everywhere
     assert len({tuple(k.ffn.tolist()) for k in plan.keep}) > 1
+
+
+@pytest.mark.parametrize("shape", [
+    dict(num_attention_heads=8, num_key_value_heads=4, head_dim=8),  # pruned head counts that do not divide 64
+    dict(num_attention_heads=4, num_key_value_heads=2, head_dim=32),  # head_dim != hidden / heads (Qwen3, Gemma 3)
+    dict(num_attention_heads=8, num_key_value_heads=1, head_dim=8),  # GQA ratio 8
+], ids=["heads-not-dividing", "wide-heads", "gqa-8"])
+@pytest.mark.parametrize("method", ["gprune", "magnitude"])
+def test_real_model_shape_features_prune_and_run(shape, method):
+    model, tok = tiny_model("llama", layers=3, **shape), tiny_tokenizer()
+    windows = {name: random_ids(batch=4, length=32, seed=s) for s, name in enumerate(("a", "b"))}
+    calib = collect(model, windows, CalibConfig(sources=tuple(windows), n_samples=4, seq_len=32, sample_tokens=48))
+    pruned, _ = prune_model(model, tok, recipe_of(method, sparsity=0.35 if method == "gprune" else 0.5, align=8),
+                            calibration=calib)
+    assert pruned.config.head_dim == shape["head_dim"]
+    assert 0.3 <= 1 - prunable_params(pruned.config) / prunable_params(model.config) <= 0.6
+    with torch.no_grad():
+        assert torch.isfinite(pruned(random_ids()).logits).all()

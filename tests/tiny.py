@@ -17,9 +17,10 @@ VOCAB = 128
 
 def tiny_model(family: str = "llama", seed: int = 0, layers: int = 3, tie: bool = True, **overrides):
     config_class, model_class = FAMILIES[family]
-    config = config_class(hidden_size=64, intermediate_size=96, num_hidden_layers=layers, num_attention_heads=4,
-                          num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256,
-                          tie_word_embeddings=tie, bos_token_id=1, eos_token_id=2, pad_token_id=0, **overrides)
+    fields = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=layers, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256, tie_word_embeddings=tie,
+                  bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = config_class(**{**fields, **overrides})
     torch.manual_seed(seed)
     model = model_class(config).eval()
     with torch.no_grad():  # default init makes near-zero outputs; spread the weights so pruning matters

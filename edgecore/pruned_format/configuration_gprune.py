@@ -35,13 +35,20 @@ class GPruneLlamaConfig(LlamaConfig):
             if kv < 1 or q % kv:
                 raise ValueError(f"query heads ({q}) must be a positive multiple of KV heads ({kv}) in every layer")
 
+    def validate_architecture(self):
+        """LlamaConfig's check that the head count divides the hidden size holds only when head_dim
+        is derived from them; here head_dim is explicit and a pruned layer keeps any number of heads
+        (Llama-3.2-1B: 24 of 32 heads of 64 on hidden 2048). The per-layer counts are checked above."""
+
     def layer_config(self, layer_idx: int) -> LlamaConfig:
-        """A plain LlamaConfig with this layer's sizes, to build the stock decoder layer from."""
-        return LlamaConfig(
+        """A plain LlamaConfig with this layer's sizes, to build the stock decoder layer from. The
+        head counts are set after construction: LlamaConfig refuses counts that do not divide the
+        hidden size even with an explicit head_dim, which is all its attention layer reads."""
+        config = LlamaConfig(
             hidden_size=self.hidden_size,
             intermediate_size=self.intermediate_sizes[layer_idx],
-            num_attention_heads=self.num_attention_heads_per_layer[layer_idx],
-            num_key_value_heads=self.num_key_value_heads_per_layer[layer_idx],
+            num_attention_heads=1,
+            num_key_value_heads=1,
             head_dim=self.head_dim,
             hidden_act=self.hidden_act,
             rms_norm_eps=self.rms_norm_eps,
@@ -51,3 +58,6 @@ class GPruneLlamaConfig(LlamaConfig):
             num_hidden_layers=self.num_hidden_layers,
             vocab_size=self.vocab_size,
         )
+        config.num_attention_heads = self.num_attention_heads_per_layer[layer_idx]
+        config.num_key_value_heads = self.num_key_value_heads_per_layer[layer_idx]
+        return config
