@@ -136,7 +136,7 @@ def write_gguf(source: Source, path, dtype: str) -> str:
             writer.add_tensor(name, data, raw_dtype=raw_dtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
+        writer.write_tensors_to_file(progress=True)
     finally:
         writer.close()
     return arch

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
+from tqdm.auto import tqdm
 
 from edgecore import textdata
 from edgecore.devices import model_device
@@ -172,7 +173,7 @@ def collect(model, windows: dict[str, torch.Tensor], cfg: CalibConfig, device: t
     positions = {name: _sample_positions(ids.numel(), cfg.sample_tokens, cfg.seed + d)
                  for d, (name, ids) in enumerate(windows.items())}
     per_layer = []
-    for layer in layers:
+    for layer in tqdm(layers, desc="calibrating", unit="layer", leave=False):
         home = model_device(layer)
         layer.to(device)
         row = []

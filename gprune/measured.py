@@ -14,6 +14,7 @@ import heapq
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from gprune.surgery import aligned_width
 
@@ -99,6 +100,7 @@ def greedy(subs: list[Sublayer], queues: list[Queue], target_params: float, chun
         if c is not None:
             extra[qi] = c[3:]
             heapq.heappush(heap, (c[0], qi, c[1]))
+    bar = tqdm(total=round(target_params), desc="allocating", unit="param", unit_scale=True, leave=False)
     while heap and removed < target_params:
         _, qi, version = heapq.heappop(heap)
         q = queues[qi]
@@ -113,10 +115,12 @@ def greedy(subs: list[Sublayer], queues: list[Queue], target_params: float, chun
         sub.apply(units, objective, delta)
         q.pos += len(units)
         removed += len(units) * sub.unit_params
+        bar.update(len(units) * sub.unit_params)
         c = _candidate(qi, queues, subs, chunks[q.sublayer])
         if c is not None:
             extra[qi] = c[3:]
             heapq.heappush(heap, (c[0], qi, c[1]))
+    bar.close()
     return removed
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from edgecore.devices import model_device
 from edgecore.families import family_of
@@ -92,7 +93,8 @@ def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 
     d_in = {s: capture_layer_inputs(dense, ids, batch_size, device) for s, ids in windows.items()}
     p_in = {s: capture_layer_inputs(pruned, ids, batch_size, device) for s, ids in windows.items()}
     errors = []
-    for d_layer, p_layer in zip(dense_fam.decoder_layers(dense), fam.decoder_layers(pruned)):
+    pairs = list(zip(dense_fam.decoder_layers(dense), fam.decoder_layers(pruned)))
+    for d_layer, p_layer in tqdm(pairs, desc="reconstructing", unit="layer", leave=False):
         homes = [model_device(d_layer), model_device(p_layer)]
         d_layer.to(device), p_layer.to(device)
         o_proj, down_proj, norm = fam.o_proj(p_layer), fam.down_proj(p_layer), fam.post_attention_norm(p_layer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from edgecore.errors import GPruneError
 from edgecore.families import family_of, is_uniform, layer_shapes
@@ -169,8 +170,9 @@ def _make_uniform(units: list[LayerUnits], shapes, kv_kept: list[int], hidden, q
 def plan(model, cfg: GPruneConfig, target: PruneTarget, calib) -> PrunePlan:
     family, shapes = family_of(model.config), layer_shapes(model.config)
     hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
+    layers = tqdm(list(zip(family.decoder_layers(model), shapes)), desc="ranking units", unit="layer", leave=False)
     units = [_layer_units(family, layer, shape, _datasets(calib, i, cfg.per_dataset), cfg, target.align)
-             for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes))]
+             for i, (layer, shape) in enumerate(layers)]
     removed = None
     if cfg.measured:
         budget = target.sparsity * sum(layer_params(s, hidden, qkv_bias) for s in shapes)
