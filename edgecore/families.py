@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import LlamaForCausalLM, MistralForCausalLM, PretrainedConfig, Qwen2ForCausalLM
+from transformers import LlamaForCausalLM, MistralForCausalLM, PretrainedConfig, Qwen2ForCausalLM, Qwen3ForCausalLM
 
 from edgecore.errors import GPruneError
 from edgecore.pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM
@@ -34,6 +34,7 @@ LLAMA_LAYOUT = {
     "o_proj": "self_attn.o_proj", "gate_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj",
     "down_proj": "mlp.down_proj", "input_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm",
 }
+QK_NORM_LAYOUT = {**LLAMA_LAYOUT, "q_norm": "self_attn.q_norm", "k_norm": "self_attn.k_norm"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Family:
     causal_lm: type  # stock class a uniform-width checkpoint is saved as
     qkv_bias: bool
     gguf_arch: str  # llama.cpp architecture for uniform widths
+    qk_norm: bool = False  # an RMS norm over head_dim on every query and key head, one weight shared by the heads
+    gguf_per_layer: bool = True  # whether llama.cpp's per-layer architecture (`deci`) holds this family
     layers_path: str = "model.layers"  # where the decoder layers sit in the causal LM
     final_norm_path: str = "model.norm"  # the norm between the last decoder layer and the output layer
     layout: dict = field(default_factory=lambda: dict(LLAMA_LAYOUT))  # role -> module path inside a layer
@@ -51,6 +54,11 @@ class Family:
 
     def final_norm(self, model: nn.Module) -> nn.Module:
         return model.get_submodule(self.final_norm_path)
+
+    @property
+    def norm_roles(self) -> tuple[str, ...]:
+        """The norms of a decoder layer: pruning heads or neurons leaves them whole."""
+        return ("input_norm", "post_attention_norm") + (("q_norm", "k_norm") if self.qk_norm else ())
 
     def module(self, layer: nn.Module, role: str) -> nn.Module:
         return layer.get_submodule(self.layout[role])
@@ -106,6 +114,11 @@ FAMILIES = {
     "llama": Family("llama", LlamaForCausalLM, qkv_bias=False, gguf_arch="llama"),
     "mistral": Family("mistral", MistralForCausalLM, qkv_bias=False, gguf_arch="llama"),
     "qwen2": Family("qwen2", Qwen2ForCausalLM, qkv_bias=True, gguf_arch="qwen2"),
+    # deci has no q/k norms, and llama.cpp's qwen3 does not load per-layer head and FFN counts (tried
+    # with llama-cpp-python 0.3.36: this writer's per-layer arrays under arch qwen3 fail to load):
+    # a Qwen3 GGUF needs uniform widths without compensation biases
+    "qwen3": Family("qwen3", Qwen3ForCausalLM, qkv_bias=False, gguf_arch="qwen3", qk_norm=True,
+                    gguf_per_layer=False, layout=dict(QK_NORM_LAYOUT)),
 }
 SUPPORTED_MODEL_TYPES = (*FAMILIES, GPruneLlamaConfig.model_type)
 
@@ -156,13 +169,20 @@ def fits_stock_layout(config: PretrainedConfig) -> bool:
 
 # llama.cpp architectures whose rotary embedding rotates halves of each head as transformers does
 # (NEOX style); the others (llama, deci) rotate adjacent pairs, so Q/K rows are permuted on export.
-GGUF_NEOX_ROPE = {"qwen2"}
+GGUF_NEOX_ROPE = {"qwen2", "qwen3"}
 
 
 def gguf_arch(config: PretrainedConfig) -> str:
     """The llama.cpp architecture a model is written as: the family's own when the stock layout
     holds it, else `deci`, which is per layer for FFN width and head counts (docs/DESIGN.md, GGUF facts)."""
-    return family_of(config).gguf_arch if fits_stock_layout(config) else "deci"
+    family = family_of(config)
+    if fits_stock_layout(config):
+        return family.gguf_arch
+    if not family.gguf_per_layer:
+        raise GPruneError(f"llama.cpp has no architecture for a {family.model_type} model with per-layer widths or "
+                          f"compensation biases (deci has no q/k norms, {family.gguf_arch} no per-layer sizes): prune "
+                          "with --option uniform=true --no-bias-compensation --no-reconstruct for a GGUF, or export ONNX")
+    return "deci"
 
 
 def pruned_config(source: PretrainedConfig, shapes: list[LayerShape], o_proj_bias: bool,
@@ -182,6 +202,7 @@ def pruned_config(source: PretrainedConfig, shapes: list[LayerShape], o_proj_bia
         num_key_value_heads=max(s.kv_heads for s in shapes),
         head_dim=shapes[0].head_dim,
         qkv_bias=family.qkv_bias,
+        qk_norm=family.qk_norm,
         o_proj_bias=o_proj_bias or bool(getattr(source, "o_proj_bias", False)),
         down_proj_bias=down_proj_bias or bool(getattr(source, "down_proj_bias", False)),
         base_model_type=family.model_type,
@@ -197,7 +218,7 @@ def stock_config(config: GPruneLlamaConfig) -> PretrainedConfig:
     shape = layer_shapes(config)[0]
     d = config.to_dict()
     for k in ("model_type", "architectures", "auto_map", "intermediate_sizes", "num_attention_heads_per_layer",
-              "num_key_value_heads_per_layer", "qkv_bias", "o_proj_bias", "down_proj_bias", "base_model_type",
+              "num_key_value_heads_per_layer", "qkv_bias", "qk_norm", "o_proj_bias", "down_proj_bias", "base_model_type",
               "transformers_version"):
         d.pop(k, None)
     d.update(intermediate_size=shape.ffn, num_attention_heads=shape.q_heads, num_key_value_heads=shape.kv_heads,

@@ -63,7 +63,7 @@ def _sliced_layer_state(family, i: int, layer: nn.Module, shape: LayerShape,
             bias = extra.to(proj.weight) if bias is None else bias + extra.to(bias)
         if bias is not None:
             out[family.tensor_name(i, role, "bias")] = bias
-    for role in ("input_norm", "post_attention_norm"):
+    for role in family.norm_roles:
         out[family.tensor_name(i, role)] = family.module(layer, role).weight
     return {k: t.detach().clone().contiguous() for k, t in out.items()}
 

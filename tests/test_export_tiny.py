@@ -312,3 +312,19 @@ def test_head_counts_that_do_not_divide_the_hidden_size(tmp_path):
     for fmt, dtype in (("gguf", "f32"), ("onnx", "fp32")):
         checked = check_against_torch(write(source, fmt, dtype, artifact_path(tmp_path / fmt, fmt)), source)
         assert checked.parity["max_abs_logit_diff"] < 1e-3 and checked.generation_matches, fmt
+
+
+@needs_llama_cpp
+def test_qwen3_gguf_stock_and_per_layer(tmp_path):
+    """Qwen3 (q/k norms): uniform widths export as llama.cpp's qwen3 with torch's logits; per-layer
+    widths have no llama.cpp architecture (deci has no q/k norms; a per-layer qwen3 GGUF does not
+    load, tried with this writer) and are refused in one line that says what to do."""
+    source = _source(tmp_path, "qwen3", uniform=True)
+    result = write(source, "gguf", "f32", tmp_path / "m.gguf")
+    assert result.architecture == "qwen3"
+    checked = check_against_torch(result, source)
+    assert checked.parity["max_abs_logit_diff"] < 1e-3 and checked.generation_matches
+    with pytest.raises(GPruneError, match="llama.cpp has no architecture for a qwen3 model .* uniform=true"):
+        write(_source(tmp_path / "per-layer", "qwen3"), "gguf", "f32", tmp_path / "p.gguf")
+    onnx = write(_source(tmp_path / "onnx", "qwen3"), "onnx", "fp32", tmp_path / "onnx-out")
+    assert check_against_torch(onnx, load_source(tmp_path / "onnx" / "pruned")).parity["max_abs_logit_diff"] < 1e-3

@@ -17,7 +17,7 @@ from edgecore.families import layer_shapes
 from edgecore.pruned_format import GPruneLlamaForCausalLM
 from gprune.surgery import LayerKeep, aligned_width, check_alignment, keep_all, resize
 
-FAMILIES = ["llama", "mistral", "qwen2"]
+FAMILIES = ["llama", "mistral", "qwen2", "qwen3"]
 
 
 def logits(model, ids):

@@ -1,16 +1,17 @@
-"""Tiny random-weight Llama, Mistral and Qwen2 models (and a tokenizer) for fast tests."""
+"""Tiny random-weight Llama, Mistral, Qwen2 and Qwen3 models (and a tokenizer) for fast tests."""
 
 from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM)
+                          PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 FAMILIES = {
     "llama": (LlamaConfig, LlamaForCausalLM),
     "mistral": (MistralConfig, MistralForCausalLM),
     "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    "qwen3": (Qwen3Config, Qwen3ForCausalLM),
 }
 VOCAB = 128
 

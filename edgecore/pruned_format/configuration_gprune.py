@@ -1,10 +1,10 @@
 """Config of a structurally pruned Llama-family model: per-layer FFN width, query
-heads and KV heads, a uniform head dimension, and flags for the biases that the
-project's families and bias compensation add. Self-contained (imports only
+heads and KV heads, a uniform head dimension, and flags for what the project's
+families add to the Llama layer (q/k/v biases, q/k norms) and bias compensation adds. Self-contained (imports only
 transformers) because it is copied into every checkpoint for trust_remote_code."""
 
 from huggingface_hub.dataclasses import strict
-from transformers import LlamaConfig
+from transformers import LlamaConfig, Qwen3Config
 
 
 @strict
@@ -15,6 +15,7 @@ class GPruneLlamaConfig(LlamaConfig):
     num_attention_heads_per_layer: list[int] | None = None
     num_key_value_heads_per_layer: list[int] | None = None
     qkv_bias: bool = False  # Qwen2-style q/k/v biases
+    qk_norm: bool = False  # Qwen3-style RMS norm of every query and key head (one weight over head_dim, shared)
     o_proj_bias: bool = False  # added by bias compensation
     down_proj_bias: bool = False  # added by bias compensation
     base_model_type: str = "llama"  # the family the model was pruned from
@@ -40,11 +41,11 @@ class GPruneLlamaConfig(LlamaConfig):
         is derived from them; here head_dim is explicit and a pruned layer keeps any number of heads
         (Llama-3.2-1B: 24 of 32 heads of 64 on hidden 2048). The per-layer counts are checked above."""
 
-    def layer_config(self, layer_idx: int) -> LlamaConfig:
+    def layer_config(self, layer_idx: int) -> LlamaConfig | Qwen3Config:
         """A plain LlamaConfig with this layer's sizes, to build the stock decoder layer from. The
         head counts are set after construction: LlamaConfig refuses counts that do not divide the
         hidden size even with an explicit head_dim, which is all its attention layer reads."""
-        config = LlamaConfig(
+        config = (Qwen3Config if self.qk_norm else LlamaConfig)(
             hidden_size=self.hidden_size,
             intermediate_size=self.intermediate_sizes[layer_idx],
             num_attention_heads=1,

@@ -1,12 +1,14 @@
 """A Llama decoder whose layers each have their own FFN width and head counts.
-Every layer is the stock LlamaDecoderLayer built from that layer's sizes, so the
-forward pass, KV cache and generate() are transformers' own. Self-contained
+Every layer is the stock LlamaDecoderLayer (Qwen3DecoderLayer for q/k norms) built
+from that layer's sizes, so the forward pass, KV cache and generate() are
+transformers' own. Self-contained
 (imports only torch and transformers): it is copied into every checkpoint."""
 
 from torch import nn
 from transformers import GenerationMixin
 from transformers.models.llama.modeling_llama import (
     LlamaDecoderLayer, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel, LlamaRMSNorm, LlamaRotaryEmbedding)
+from transformers.models.qwen3.modeling_qwen3 import Qwen3DecoderLayer
 
 from .configuration_gprune import GPruneLlamaConfig  # relative: works in the package and in a checkpoint
 
@@ -15,8 +17,10 @@ def _biased(linear: nn.Linear) -> nn.Linear:
     return nn.Linear(linear.in_features, linear.out_features, bias=True)
 
 
-def build_decoder_layer(config: GPruneLlamaConfig, layer_idx: int) -> LlamaDecoderLayer:
-    layer = LlamaDecoderLayer(config.layer_config(layer_idx), layer_idx)
+def build_decoder_layer(config: GPruneLlamaConfig, layer_idx: int) -> LlamaDecoderLayer | Qwen3DecoderLayer:
+    """The stock decoder layer of the family's kind (Qwen3's normalizes q and k per head), with
+    this layer's sizes and the biases the config asks for."""
+    layer = (Qwen3DecoderLayer if config.qk_norm else LlamaDecoderLayer)(config.layer_config(layer_idx), layer_idx)
     attn, mlp = layer.self_attn, layer.mlp
     attn.config = config  # follow the model's attention implementation, not the per-layer copy's
     if config.qkv_bias:
