@@ -4,7 +4,8 @@ GGUF loads in llama.cpp (gprune_edge.export checks it there against torch). One 
 
     python bench/catalogue_cost.py --layers 2 --out bench/results/catalogue_cost.jsonl
 
-Each shape is written to disk in bf16 with SmolLM2's tokenizer (its ids fit every vocabulary),
+Each shape is written to disk in bf16 with SmolLM2's tokenizer (a vocabulary smaller than its
+49,152 tokens, Mistral's, grows to it),
 then pruned by GPrune at 20% with reconstruction in a fresh process (calibration: 8 windows of
 128 tokens per source, empty cache), then exported as f16 GGUF. Qwen3 is pruned with uniform
 widths and no compensation biases: llama.cpp has no per-layer architecture with q/k norms."""
@@ -37,14 +38,15 @@ print(json.dumps({"prune_s": round(time.perf_counter() - t, 1), "sparsity": roun
 def write_shape(name: str, layers: int, path: Path) -> dict:
     import torch
 
-    from edgecore.catalogue import random_model
+    from edgecore.catalogue import CATALOGUE, random_model
     from edgecore.checkpoint import save_checkpoint
     from edgecore.loading import builtin_hf_dir, load_model
 
-    model = random_model(name, layers=layers, dtype=torch.bfloat16)
     _, tokenizer = load_model(str(builtin_hf_dir()))
+    vocab = max(CATALOGUE[name].fields["vocab_size"], len(tokenizer))  # Mistral's 32,768 < SmolLM2's 49,152
+    model = random_model(name, layers=layers, vocab=vocab, dtype=torch.bfloat16)
     save_checkpoint(model, tokenizer, path)
-    return {"params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+    return {"vocab": vocab, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
             "disk_mb": round(sum(f.stat().st_size for f in path.glob("*.safetensors")) / 1e6)}
 
 
@@ -53,8 +55,12 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default=None, help="comma-separated shape names")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="JSON-lines results (with --write: the model folder)")
+    ap.add_argument("--write", metavar="SHAPE", help=argparse.SUPPRESS)  # the child that writes one shape
     args = ap.parse_args()
+    if args.write:
+        print(json.dumps(write_shape(args.write, args.layers, Path(args.out))))
+        return
     from edgecore.catalogue import CATALOGUE
     from edgecore.families import FAMILIES
     from gprune_edge.export import export
@@ -67,12 +73,16 @@ def main():
                   "reconstruct": not qk_norm, "n_samples": 8, "seq_len": 128}
         with tempfile.TemporaryDirectory(prefix="catalogue-") as tmp:
             tmp = Path(tmp)
-            row = {"shape": name, "layers": args.layers, **write_shape(name, args.layers, tmp / "dense")}
+            # in a child: Linux starts a forked child's peak RSS at its parent's, so the parent stays small
+            written = subprocess.run([sys.executable, __file__, "--write", name, "--layers", str(args.layers),
+                                      "--out", str(tmp / "dense")], capture_output=True, text=True, check=True)
+            row = {"shape": name, "layers": args.layers, **json.loads(written.stdout.strip().splitlines()[-1])}
             recipe["model"] = str(tmp / "dense")
             done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(recipe), str(tmp / "pruned"),
                                    str(args.threads), str(tmp / "calib")], capture_output=True, text=True)
             if done.returncode:
-                row["error"] = (done.stderr.strip().splitlines() or ["?"])[-1]
+                lines = [line for line in done.stderr.strip().splitlines() if "%|" not in line]  # not progress bars
+                row["error"] = f"exit {done.returncode}: " + (lines or ["no message (killed?)"])[-1]
             else:
                 row.update(json.loads(done.stdout.strip().splitlines()[-1]))
                 shutil.rmtree(tmp / "dense")
