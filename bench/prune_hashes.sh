@@ -4,7 +4,7 @@
 # of the commit to check) with this checkout's .venv. Two trees giving the same hashes behave the same.
 # usage: bash bench/prune_hashes.sh SRC OUT
 set -euo pipefail
-SRC=$(realpath "$1"); OUT=$(realpath -m "$2"); PY=$(realpath "$(dirname "$0")/../.venv/bin/python")
+SRC=$(realpath "$1"); OUT=$(realpath -m "$2"); PY="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"  # not realpath: the venv is a symlink
 mkdir -p "$OUT"; cd "$SRC"
 for method in gprune flap; do for sparsity in 0.2 0.35; do
   "$PY" -m gprune_edge prune --model smollm2-135m --sparsity $sparsity --method $method \
