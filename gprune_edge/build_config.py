@@ -22,7 +22,6 @@ from recovery.config import DistillConfig
 from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, SpeedSettings, VerifySettings
 from runtime_checks.tasks import TASK_NAMES
 
-SPARSITY_HELP = PruneRecipe.__dataclass_fields__["sparsity"].metadata["help"]
 BUILD_VERSION = 3  # 1: flat keys; 2: stage configs composed; 3: budgets, the search tier, resumable folder
 BUILD_TASKS = ("arc_easy", "piqa", "hellaswag", "lambada")  # above chance at 135M (BENCHMARKS.md)
 BUILD_DISTRIBUTIONS = ("wiki", "news", "science", "code")
@@ -60,7 +59,8 @@ class BuildConfig(TypedConfig):
     the most accurate artifact within them (`sparsity`, when given, fixes the sparsity)."""
     target: str = option(MISSING, "Device target: a built-in profile (browser, laptop-cpu, phone, raspberry-pi) or a "
                                "profile .json.")
-    sparsity: float | None = option(None, f"{SPARSITY_HELP} [default: the target's]")
+    sparsity: float | None = option(None, PruneRecipe.__dataclass_fields__["sparsity"].metadata["help"]
+                                    + " [default: the target's]")
     prune: PruneRecipe = field(default_factory=PruneRecipe)
     distill_tokens: int | None = option(None, "Distil the pruned model from the dense one on this many tokens (4k, "
                                               "2M; 0 = no distillation) [default: 8k on a CPU, 2M on CUDA].")

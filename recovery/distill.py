@@ -37,7 +37,6 @@ import torch
 
 from edgecore import __version__
 from edgecore.checkpoint import save_checkpoint
-from edgecore.devices import model_device
 from edgecore.errors import GPruneError
 from edgecore.families import family_of
 from edgecore.fingerprint import model_fingerprint

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from tiny import random_ids, tiny_model, tiny_tokenizer
 
 from edgecore.errors import GPruneError
-from edgecore.families import family_of, fits_stock_layout
+from edgecore.families import fits_stock_layout
 from edgecore.params import neuron_params, prunable_params
 from gprune.calibration import CalibConfig, collect
 from gprune.methods import METHOD_NAMES, method_config

@@ -12,7 +12,6 @@ from gprune.methods.configs import METHOD_CONFIGS, METHOD_NAMES
 from gprune.recipe import PruneRecipe, ReconstructConfig
 from gprune_edge.cli.config_options import config_options, given
 
-SPARSITY_HELP = PruneRecipe.__dataclass_fields__["sparsity"].metadata["help"]
 RECIPE_OPTIONS = ("model", "sparsity", "align", "calib", "n_samples", "seq_len", "seed", "reconstruct")
 
 
