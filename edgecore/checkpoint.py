@@ -13,15 +13,13 @@ from torch import nn
 
 from edgecore.families import family_of, fits_stock_layout, stock_config
 from edgecore.outputs import atomic_dir
-from edgecore.pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM, configuration_gprune, modeling_gprune
+from edgecore.pruned_format import PRUNED_FORMATS, configuration_gprune, is_pruned_format, modeling_gprune
 
 
 def as_stock_if_possible(model: nn.Module) -> nn.Module:
     """The same model as its family's stock class when every layer has the same sizes."""
     config = model.config
-    if not isinstance(config, GPruneLlamaConfig):
-        return model
-    if not fits_stock_layout(config):
+    if not is_pruned_format(config) or not fits_stock_layout(config):
         return model
     stock_cfg = stock_config(config)
     stock = family_of(config).causal_lm(stock_cfg).to(model.dtype)
@@ -51,19 +49,19 @@ def save_config(config, directory: Path) -> None:
     if getattr(config, "head_dim", None) is None:
         config.head_dim = config.hidden_size // config.num_attention_heads
     config.save_pretrained(directory)
-    if isinstance(config, GPruneLlamaConfig):
-        _attach_remote_code(Path(directory))
+    if is_pruned_format(config):
+        _attach_remote_code(Path(directory), type(config))
 
 
-def _attach_remote_code(directory: Path) -> None:
+def _attach_remote_code(directory: Path, config_class: type) -> None:
     """Copy the modeling files in and point config.json's auto_map at them."""
     for module in (configuration_gprune, modeling_gprune):
         shutil.copy(module.__file__, directory / Path(module.__file__).name)
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text())
     config["auto_map"] = {
-        "AutoConfig": f"configuration_gprune.{GPruneLlamaConfig.__name__}",
-        "AutoModelForCausalLM": f"modeling_gprune.{GPruneLlamaForCausalLM.__name__}",
+        "AutoConfig": f"configuration_gprune.{config_class.__name__}",
+        "AutoModelForCausalLM": f"modeling_gprune.{PRUNED_FORMATS[config_class].__name__}",
     }
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 

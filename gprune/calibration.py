@@ -143,7 +143,7 @@ def _run_layer(layer, family, batches, positions: torch.Tensor) -> tuple[LayerCa
         samples["mid"].append(picked(args[0]).pow(2).sum(-1))
 
     handles = [down_proj.register_forward_pre_hook(on_down), o_proj.register_forward_pre_hook(on_o),
-               family.post_attention_norm(layer).register_forward_pre_hook(on_mid)]
+               family.ffn_norm(layer).register_forward_pre_hook(on_mid)]
     outputs, out_sq = [], []
     try:
         for hidden, kwargs in batches:

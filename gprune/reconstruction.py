@@ -10,7 +10,8 @@ projection's output instead, the classic layer-wise reconstruction.) Every calib
 weighs the same whatever its token count. The ridge pulls towards the current (sliced,
 bias-compensated) weights, not towards zero, so directions the calibration text barely
 excites keep their trained weights. It generalises FLAP's bias compensation, the bias-only
-solution of the same problem."""
+solution of the same problem. Where a family normalizes each sublayer's output before the
+residual add (Gemma 3), the residual target is mapped back through that norm first."""
 
 from __future__ import annotations
 
@@ -76,6 +77,22 @@ def _run(layer, batches, hooks: dict | None = None) -> list[torch.Tensor]:
     return outputs
 
 
+def _before_norm(family, norm, goal: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """What a projection should output for its sublayer to add `goal` to the residual stream: `goal`
+    itself, or where the family normalizes the sublayer's output first (Gemma 3), the input that
+    `norm` maps to `goal`, at the RMS of the dense projection's output `dense`. Where `goal` is
+    what the dense layer added, this is `dense` exactly. Channels the norm scales by about zero
+    carry no information about their input: they keep the dense output's direction."""
+    if norm is None:
+        return goal
+    scale = family.norm_scale(norm).float()
+    dense_unit = dense.float() * torch.rsqrt(dense.float().pow(2).mean(-1, keepdim=True) + norm.eps)
+    live = scale.abs() > 1e-3
+    unit = torch.where(live, goal.float() / torch.where(live, scale, 1.0), dense_unit)
+    unit = unit * torch.rsqrt(unit.pow(2).mean(-1, keepdim=True) + norm.eps)
+    return unit * dense.float().pow(2).mean(-1, keepdim=True).sqrt()
+
+
 def _relative_error(pruned: list[torch.Tensor], dense: list[torch.Tensor]) -> float:
     num = sum(float((p - d).double().pow(2).sum()) for p, d in zip(pruned, dense))
     return num / sum(float(d.double().pow(2).sum()) for d in dense)
@@ -97,18 +114,24 @@ def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 
     for d_layer, p_layer in tqdm(pairs, desc="reconstructing", unit="layer", leave=False):
         homes = [model_device(d_layer), model_device(p_layer)]
         d_layer.to(device), p_layer.to(device)
-        o_proj, down_proj, norm = fam.o_proj(p_layer), fam.down_proj(p_layer), fam.post_attention_norm(p_layer)
-        d_mid, d_attn, d_out = {}, {}, {}  # the dense layer: residual after attention, attention output, output
+        o_proj, down_proj, ffn_norm = fam.o_proj(p_layer), fam.down_proj(p_layer), fam.ffn_norm(p_layer)
+        attn_out_norm, ffn_out_norm = fam.output_norm(p_layer, "attn"), fam.output_norm(p_layer, "ffn")
+        # the dense layer: residual after attention, o_proj and down_proj outputs, layer output
+        d_mid, d_attn, d_down, d_out = {}, {}, {}, {}
         for s, batches in d_in.items():
-            d_mid[s], d_attn[s] = [], []
+            d_mid[s], d_attn[s], d_down[s] = [], [], []
             d_out[s] = _run(d_layer, batches, {
-                dense_fam.post_attention_norm(d_layer): lambda b, x, out, s=s: d_mid[s].append(x),
-                dense_fam.o_proj(d_layer): lambda b, x, out, s=s: d_attn[s].append(out)})
+                dense_fam.ffn_norm(d_layer): lambda b, x, out, s=s: d_mid[s].append(x),
+                dense_fam.o_proj(d_layer): lambda b, x, out, s=s: d_attn[s].append(out),
+                dense_fam.down_proj(d_layer): lambda b, x, out, s=s: d_down[s].append(out)})
 
         normals = []
         for s, batches in p_in.items():  # attention: o_proj on the kept heads' outputs
             n = Normal.zeros(o_proj)
-            goal = ((lambda b: d_mid[s][b] - batches[b][0]) if target == "residual" else (lambda b: d_attn[s][b]))
+            if target == "residual":
+                goal = lambda b: _before_norm(fam, attn_out_norm, d_mid[s][b] - batches[b][0], d_attn[s][b])
+            else:
+                goal = lambda b: d_attn[s][b]
             _run(p_layer, batches, {o_proj: lambda b, x, out: n.update(x, goal(b))})
             normals.append(n)
         solve(o_proj, normals, ridge)
@@ -116,9 +139,12 @@ def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 
         normals = []
         for s, batches in p_in.items():  # FFN: down_proj on the kept neurons, after the refitted attention
             n, p_mid = Normal.zeros(down_proj), []
-            base = p_mid if target == "residual" else d_mid[s]  # what down_proj's output is added to
-            _run(p_layer, batches, {norm: lambda b, x, out: p_mid.append(x),
-                                    down_proj: lambda b, x, out: n.update(x, d_out[s][b] - base[b])})
+            if target == "residual":
+                goal = lambda b: _before_norm(fam, ffn_out_norm, d_out[s][b] - p_mid[b], d_down[s][b])
+            else:
+                goal = lambda b: d_down[s][b]
+            _run(p_layer, batches, {ffn_norm: lambda b, x, out: p_mid.append(x),
+                                    down_proj: lambda b, x, out: n.update(x, goal(b))})
             normals.append(n)
         solve(down_proj, normals, ridge)
 

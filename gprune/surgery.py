@@ -13,7 +13,6 @@ from torch import nn
 
 from edgecore.errors import GPruneError
 from edgecore.families import LayerShape, family_of, layer_shapes, pruned_config
-from edgecore.pruned_format import GPruneLlamaForCausalLM
 
 
 @dataclass
@@ -69,8 +68,9 @@ def _sliced_layer_state(family, i: int, layer: nn.Module, shape: LayerShape,
 
 
 @torch.no_grad()
-def resize(model: nn.Module, keep: list[LayerKeep]) -> GPruneLlamaForCausalLM:
-    """A new model holding only the kept units of every layer (the source is left untouched)."""
+def resize(model: nn.Module, keep: list[LayerKeep]) -> nn.Module:
+    """A new model in the family's pruned format holding only the kept units of every layer (the
+    source is left untouched)."""
     family, shapes = family_of(model.config), layer_shapes(model.config)
     if len(keep) != len(shapes):
         raise GPruneError(f"got keep-sets for {len(keep)} layers, the model has {len(shapes)}")
@@ -93,7 +93,7 @@ def resize(model: nn.Module, keep: list[LayerKeep]) -> GPruneLlamaForCausalLM:
             state[name] = t.detach().clone()
 
     with init_empty_weights(include_buffers=False):
-        new = GPruneLlamaForCausalLM(config)
+        new = family.pruned_causal_lm(config)
     # biases that the config asks for but the source never had (e.g. o_proj in a layer without compensation)
     for name, p in new.state_dict().items():
         if name not in state and name.endswith(".bias"):

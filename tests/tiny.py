@@ -1,17 +1,19 @@
-"""Tiny random-weight Llama, Mistral, Qwen2 and Qwen3 models (and a tokenizer) for fast tests."""
+"""Tiny random-weight Llama, Mistral, Qwen2, Qwen3 and Gemma 3 models (and a tokenizer) for fast tests."""
 
 from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
+                          Qwen3ForCausalLM)
 
 FAMILIES = {
     "llama": (LlamaConfig, LlamaForCausalLM),
     "mistral": (MistralConfig, MistralForCausalLM),
     "qwen2": (Qwen2Config, Qwen2ForCausalLM),
     "qwen3": (Qwen3Config, Qwen3ForCausalLM),
+    "gemma3": (Gemma3TextConfig, Gemma3ForCausalLM),
 }
 VOCAB = 128
 
@@ -21,6 +23,9 @@ def tiny_model(family: str = "llama", seed: int = 0, layers: int = 3, tie: bool 
     fields = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=layers, num_attention_heads=4,
                   num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256, tie_word_embeddings=tie,
                   bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if family == "gemma3":  # a window shorter than the test sequences, and every other layer global
+        fields.update(head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
+                      layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)])
     config = config_class(**{**fields, **overrides})
     torch.manual_seed(seed)
     model = model_class(config).eval()

@@ -1,12 +1,21 @@
-"""The pruned-model format: config and modeling for per-layer widths, registered
-with the Auto classes on import."""
+"""The pruned-model formats: config and modeling for per-layer widths, one per
+decoder kind (Llama and its variants, Gemma 3), registered with the Auto classes on import."""
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from edgecore.pruned_format.configuration_gprune import GPruneLlamaConfig
-from edgecore.pruned_format.modeling_gprune import GPruneLlamaForCausalLM
+from edgecore.pruned_format.configuration_gprune import GPruneGemma3Config, GPruneLlamaConfig
+from edgecore.pruned_format.modeling_gprune import GPruneGemma3ForCausalLM, GPruneLlamaForCausalLM
 
-AutoConfig.register(GPruneLlamaConfig.model_type, GPruneLlamaConfig, exist_ok=True)
-AutoModelForCausalLM.register(GPruneLlamaConfig, GPruneLlamaForCausalLM, exist_ok=True)
+PRUNED_FORMATS = {GPruneLlamaConfig: GPruneLlamaForCausalLM, GPruneGemma3Config: GPruneGemma3ForCausalLM}
+for _config, _model in PRUNED_FORMATS.items():
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModelForCausalLM.register(_config, _model, exist_ok=True)
 
-__all__ = ["GPruneLlamaConfig", "GPruneLlamaForCausalLM"]
+
+def is_pruned_format(config) -> bool:
+    """Whether `config` is one of the pruned formats (per-layer widths, remote code attached)."""
+    return isinstance(config, tuple(PRUNED_FORMATS))
+
+
+__all__ = ["GPruneGemma3Config", "GPruneGemma3ForCausalLM", "GPruneLlamaConfig", "GPruneLlamaForCausalLM",
+           "PRUNED_FORMATS", "is_pruned_format"]
