@@ -193,7 +193,7 @@ def fits_stock_layout(config: PretrainedConfig) -> bool:
 
 # llama.cpp architectures whose rotary embedding rotates halves of each head as transformers does
 # (NEOX style); the others (llama, deci) rotate adjacent pairs, so Q/K rows are permuted on export.
-GGUF_NEOX_ROPE = {"qwen2", "qwen3"}
+GGUF_NEOX_ROPE = {"qwen2", "qwen3", "gemma3"}
 
 
 def gguf_arch(config: PretrainedConfig) -> str:

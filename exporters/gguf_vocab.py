@@ -1,6 +1,7 @@
-"""Tokenizer metadata for GGUF: the vocabulary, token types, BPE merges, special
-tokens, chat template and the llama.cpp pre-tokenizer name, so that llama.cpp
-splits text exactly as the Hugging Face tokenizer does."""
+"""Tokenizer metadata for GGUF: the vocabulary, token types, BPE merges (or
+SentencePiece scores), special tokens, chat template and the llama.cpp
+pre-tokenizer name, so that llama.cpp splits text exactly as the Hugging Face
+tokenizer does."""
 
 from __future__ import annotations
 
@@ -95,13 +96,41 @@ def _merges(tokenizer_json: dict) -> list[str]:
     return [m if isinstance(m, str) else " ".join(m) for m in merges]
 
 
+def _is_sentencepiece(tokenizer_json: dict) -> bool:
+    """A SentencePiece vocabulary as transformers holds it (Gemma, Llama 2, Mistral v0.1): BPE over
+    "▁"-marked words that falls back to byte tokens for what the vocabulary lacks."""
+    model = tokenizer_json["model"]
+    return model["type"] == "BPE" and bool(model.get("byte_fallback"))
+
+
+def _prepends_space(tokenizer_json: dict) -> bool:
+    """Whether the normalizer puts "▁" before the text (SentencePiece's add_dummy_prefix)."""
+    norm = tokenizer_json.get("normalizer") or {}
+    steps = norm.get("normalizers", []) if norm.get("type") == "Sequence" else [norm]
+    return any(step.get("type") == "Prepend" for step in steps)
+
+
+def _sentencepiece_vocab(tokens: list[str], types: list[int]) -> tuple[list[int], list[float]]:
+    """llama.cpp's SentencePiece tokenizer merges the pair whose joined piece scores highest;
+    SentencePiece numbers its pieces by falling score, so -id orders them as the model did.
+    Byte pieces (<0x41>) are typed BYTE, as llama.cpp's byte fallback looks them up."""
+    types = [gguf.TokenType.BYTE if t == gguf.TokenType.NORMAL and len(tok) == 6 and tok.startswith("<0x")
+             and tok.endswith(">") else t for tok, t in zip(tokens, types)]
+    scores = [-float(i) if t == gguf.TokenType.NORMAL else (0.0 if t == gguf.TokenType.BYTE else -1000.0)
+              for i, t in enumerate(types)]
+    return types, scores
+
+
 def add_tokenizer(writer: gguf.GGUFWriter, tokenizer, vocab_size: int) -> str:
     """Write the tokenizer's metadata; returns the pre-tokenizer name used."""
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)  # one on-disk layout whatever the tokenizer's origin
         tokenizer_json = json.loads((Path(tmp) / "tokenizer.json").read_text())
         model_kind = tokenizer_json["model"]["type"]
-        if model_kind == "BPE":
+        sentencepiece = _is_sentencepiece(tokenizer_json)
+        if sentencepiece:
+            pre = "default"
+        elif model_kind == "BPE":
             pre = pre_tokenizer_name(tokenizer_json)
         else:
             # No llama.cpp tokenizer reproduces e.g. WordLevel; the ids (what parity feeds) still match.
@@ -109,17 +138,27 @@ def add_tokenizer(writer: gguf.GGUFWriter, tokenizer, vocab_size: int) -> str:
                         "gpt2/BPE without merges, so llama.cpp's own text tokenization will differ", model_kind)
             pre = "default"
         special = gguf.SpecialVocab(tmp, load_merges=False, n_vocab=vocab_size)
-        special.merges = _merges(tokenizer_json)
+        special.merges = [] if sentencepiece else _merges(tokenizer_json)
         if special.chat_template is None and getattr(tokenizer, "chat_template", None):
             special.chat_template = tokenizer.chat_template
     tokens, types = _token_types(tokenizer, vocab_size)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    if not special.merges:
-        special.merges = [f"{tokens[t]} {tokens[t]}" for t in range(len(types)) if types[t] == gguf.TokenType.NORMAL][:1]
-        # llama.cpp refuses a gpt2 vocabulary without merges; one (whose result is no token) is inert
+    if sentencepiece:
+        types, scores = _sentencepiece_vocab(tokens, types)
+        writer.add_tokenizer_model("llama")
+        writer.add_tokenizer_pre(pre)
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_token_types(types)
+        writer.add_add_space_prefix(_prepends_space(tokenizer_json))
+    else:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(pre)
+        writer.add_token_list(tokens)
+        writer.add_token_types(types)
+        if not special.merges:
+            special.merges = [f"{tokens[t]} {tokens[t]}" for t in range(len(types))
+                              if types[t] == gguf.TokenType.NORMAL][:1]
+            # llama.cpp refuses a gpt2 vocabulary without merges; one (whose result is no token) is inert
     special.add_to_gguf(writer, quiet=True)
     add_bos, add_eos = _adds_special_tokens(tokenizer)
     if "bos" not in special.add_special_token:

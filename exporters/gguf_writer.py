@@ -33,6 +33,9 @@ def rotary_interleave(w: torch.Tensor, heads: int) -> torch.Tensor:
 
 def _rope_parameters(config) -> dict:
     params = dict(getattr(config, "rope_parameters", None) or {})
+    # per attention kind (Gemma 3): the GGUF holds the global layers' rope; llama.cpp fixes the
+    # sliding layers' base at 10000, as Gemma 3 has it
+    params = dict(params.get("full_attention", params))
     params.setdefault("rope_theta", getattr(config, "rope_theta", 10000.0))
     params.setdefault("rope_type", "default")
     return params
@@ -83,6 +86,8 @@ def add_hparams(writer: gguf.GGUFWriter, source: Source, arch: str, file_type: g
     writer.add_key_length(shapes[0].head_dim)
     writer.add_value_length(shapes[0].head_dim)
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    if getattr(config, "layer_types", None) and "sliding_attention" in config.layer_types:
+        writer.add_sliding_window(int(config.sliding_window))
 
 
 def _as_gguf_array(t: torch.Tensor, tensor_type: gguf.GGMLQuantizationType) -> tuple[np.ndarray, object]:
@@ -107,6 +112,7 @@ def gguf_tensors(source: Source, arch: str):
     # tied: llama.cpp reads token_embd for the output when output.weight is absent
     skip = _output_weight_name(source.model) if source.config.tie_word_embeddings else None
     family, permute = source.family, arch not in GGUF_NEOX_ROPE
+    final_norm = family.final_norm_path + ".weight"
     for hf_name, t in source.model.state_dict().items():
         if hf_name == skip:
             continue
@@ -117,6 +123,8 @@ def gguf_tensors(source: Source, arch: str):
         if permute and role in ROTARY_HEADS:
             shape = source.shapes[family.layer_of(hf_name)]
             t = rotary_interleave(t, getattr(shape, ROTARY_HEADS[role]))
+        if hf_name == final_norm or (role in family.norm_roles and hf_name.endswith(".weight")):
+            t = t + family.norm_offset  # llama.cpp's norms scale by the weight alone
         yield name, t
 
 

@@ -13,11 +13,10 @@ from transformers import AutoModelForCausalLM
 import gprune  # noqa: F401  (registers the pruned format)
 from edgecore.checkpoint import save_checkpoint
 from edgecore.errors import GPruneError
-from edgecore.families import layer_shapes
-from edgecore.pruned_format import GPruneLlamaForCausalLM
+from edgecore.families import family_of, layer_shapes
 from gprune.surgery import LayerKeep, aligned_width, check_alignment, keep_all, resize
 
-FAMILIES = ["llama", "mistral", "qwen2", "qwen3"]
+FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma3"]
 
 
 def logits(model, ids):
@@ -81,7 +80,7 @@ def test_save_reload_with_the_package(tmp_path, family):
     pruned = resize(model, uneven_keep(model))
     save_checkpoint(pruned, tiny_tokenizer(), tmp_path / "p", extra_files={"recipe.json": json.dumps({"method": "test"})})
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "p")
-    assert isinstance(reloaded, GPruneLlamaForCausalLM)
+    assert isinstance(reloaded, family_of(model.config).pruned_causal_lm)
     assert torch.equal(logits(reloaded, ids), logits(pruned, ids))
     out = reloaded.generate(ids[:1], max_new_tokens=5, do_sample=False)
     assert out.shape == (1, ids.shape[1] + 5)
@@ -101,8 +100,9 @@ print(type(m).__module__, m.generate(ids[:1], max_new_tokens=4, do_sample=False)
 """
 
 
-def test_reload_with_trust_remote_code_without_the_package(tmp_path):
-    model, ids = tiny_model("qwen2"), random_ids()
+@pytest.mark.parametrize("family", ["qwen2", "gemma3"])
+def test_reload_with_trust_remote_code_without_the_package(tmp_path, family):
+    model, ids = tiny_model(family), random_ids()
     keep = uneven_keep(model)
     keep[0].o_bias = torch.full((64,), 0.1)
     pruned = resize(model, keep)

@@ -24,7 +24,7 @@ def _biased(linear: nn.Linear) -> nn.Linear:
 def build_decoder_layer(config, layer_idx: int) -> LlamaDecoderLayer | Qwen3DecoderLayer | Gemma3DecoderLayer:
     """The stock decoder layer of the family's kind (Qwen3's normalizes q and k per head), with
     this layer's sizes and the biases the config asks for."""
-    if isinstance(config, GPruneGemma3Config):
+    if config.model_type == GPruneGemma3Config.model_type:  # not isinstance: remote code may load the config twice
         kind = Gemma3DecoderLayer
     else:
         kind = Qwen3DecoderLayer if config.qk_norm else LlamaDecoderLayer
