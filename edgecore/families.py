@@ -205,7 +205,8 @@ def gguf_arch(config: PretrainedConfig) -> str:
     if not family.gguf_per_layer:
         raise GPruneError(f"llama.cpp has no architecture for a {family.model_type} model with per-layer widths or "
                           f"compensation biases (deci has no q/k norms, {family.gguf_arch} no per-layer sizes): prune "
-                          "with --option uniform=true --no-bias-compensation --no-reconstruct for a GGUF, or export ONNX")
+                          "with --option uniform=true --no-bias-compensation --no-reconstruct-bias for a GGUF, or "
+                          "export ONNX")
     return "deci"
 
 

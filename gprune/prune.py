@@ -45,8 +45,8 @@ def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration 
     plan = methods.plan(model, recipe.method, recipe.target(), calibration if recipe.method.calibrated else None)
     if not recipe.reconstruct:
         return resize(model, plan.keep), plan
-    pruned = resize(model, with_biases(plan.keep, model.config.hidden_size))
     settings = recipe.reconstruction
+    pruned = resize(model, with_biases(plan.keep, model.config.hidden_size) if settings.bias else plan.keep)
     windows = {s: w[:settings.windows] for s, w in calibration_windows(tokenizer, recipe.calib_config()).items()}
     plan.diagnostics["reconstruction"] = reconstruct(model, pruned, windows, settings.ridge, settings.target,
                                                      device=device)

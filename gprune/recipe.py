@@ -39,6 +39,8 @@ class ReconstructConfig(TypedConfig):
                                "the pruned weights.")
     windows: int = 16  # calibration windows per source it fits on (at most the recipe's n_samples)
     target: Literal["residual", "sublayer"] = "residual"  # match the dense residual stream, or each projection
+    bias: bool = option(True, "Fit a bias on each refitted projection. Off keeps the family's stock layout, which "
+                              "llama.cpp's qwen3 and gemma3 need (with uniform widths and no bias compensation).")
     what: ClassVar[str] = "reconstruction settings"
 
     def validate(self) -> None:
@@ -95,6 +97,16 @@ class PruneRecipe(TypedConfig):
 
     def target(self) -> PruneTarget:
         return PruneTarget(self.sparsity, self.align, self.seed)
+
+    def stock_layout(self) -> "PruneRecipe":
+        """This recipe made to keep the family's stock architecture: every layer the same widths and
+        no added biases (what llama.cpp's qwen3 and gemma3 hold)."""
+        options = self.method.stock_options
+        if options is None:
+            raise GPruneError(f"{self.method.describe()} gives every layer its own widths; a stock-layout model "
+                              "(for llama.cpp's qwen3 and gemma3) needs gprune, wanda-sp, magnitude or random")
+        return self.replace(method=self.method.replace(**options),
+                            reconstruction=self.reconstruction.replace(bias=False))
 
     def calib_config(self) -> CalibConfig:
         return CalibConfig(sources=tuple(self.calib), n_samples=self.n_samples, seq_len=self.seq_len, seed=self.seed)

@@ -30,33 +30,39 @@ from gprune.calibration import capture_layer_inputs
 @dataclass
 class Normal:
     """Normal equations of one projection on one calibration source: X'X and X'T summed over
-    its tokens (X with a column of ones appended, for the bias)."""
-    gram: torch.Tensor  # [c+1, c+1]
-    cross: torch.Tensor  # [c+1, hidden]
+    its tokens (X with a column of ones appended when the projection has a bias)."""
+    gram: torch.Tensor  # [c(+1), c(+1)]
+    cross: torch.Tensor  # [c(+1), hidden]
+    bias: bool
     tokens: int = 0
 
     @classmethod
     def zeros(cls, proj: nn.Linear) -> "Normal":
-        c = proj.in_features + 1
-        return cls(torch.zeros(c, c, dtype=torch.float64), torch.zeros(c, proj.out_features, dtype=torch.float64))
+        bias = proj.bias is not None
+        c = proj.in_features + bias
+        return cls(torch.zeros(c, c, dtype=torch.float64), torch.zeros(c, proj.out_features, dtype=torch.float64),
+                   bias)
 
     def update(self, x: torch.Tensor, target: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).double().cpu()
-        x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+        if self.bias:
+            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
         self.gram += x.T @ x
         self.cross += x.T @ target.reshape(-1, target.shape[-1]).double().cpu()
         self.tokens += len(x)
 
 
 def solve(proj: nn.Linear, normals: list[Normal], ridge: float) -> None:
-    """Set `proj`'s weight and bias to the ridge least-squares fit, each source weighted equally."""
+    """Set `proj`'s weight (and bias, where it has one) to the ridge least-squares fit, each
+    source weighted equally."""
     gram = sum(n.gram / n.tokens for n in normals)
     cross = sum(n.cross / n.tokens for n in normals)
-    current = torch.cat([proj.weight.T, proj.bias[None]]).double().cpu()
-    lam = ridge * float(gram.diagonal()[:-1].mean())
-    fit = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), cross + lam * current)
-    proj.weight.copy_(fit[:-1].T.to(proj.weight))
-    proj.bias.copy_(fit[-1].to(proj.bias))
+    current = proj.weight.T if proj.bias is None else torch.cat([proj.weight.T, proj.bias[None]])
+    lam = ridge * float(gram.diagonal()[:proj.in_features].mean())
+    fit = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), cross + lam * current.double().cpu())
+    proj.weight.copy_(fit[:proj.in_features].T.to(proj.weight))
+    if proj.bias is not None:
+        proj.bias.copy_(fit[-1].to(proj.bias))
 
 
 @torch.no_grad()
@@ -101,7 +107,7 @@ def _relative_error(pruned: list[torch.Tensor], dense: list[torch.Tensor]) -> fl
 @torch.no_grad()
 def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 1.0, target: str = "residual",
                 batch_size: int = 8, device: torch.device | None = None) -> dict:
-    """Refit `pruned`'s o_proj and down_proj weights and biases in place (they must have biases) on
+    """Refit `pruned`'s o_proj and down_proj weights (and biases, where they have them) in place on
     `windows`, token windows per calibration source; one decoder layer at a time sits on `device` (default: where `pruned` is).
     Returns diagnostics: per layer, the relative error of its output against the dense model's."""
     device = device or model_device(pruned)

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecore.checkpoint import save_checkpoint
-from edgecore.errors import GPruneError
+from edgecore.errors import GPruneError, note
+from edgecore.families import family_of
 from edgecore.loading import load_config, load_model, resolve
 from edgecore.outputs import claim_output, write_atomic
 from edgecore.params import prunable_params
@@ -160,7 +161,7 @@ class _Build:
 
     def __init__(self, folder: RunFolder, config: BuildConfig, profile: TargetProfile, context: RunContext):
         self.folder, self.out, self.config, self.profile, self.context = folder, folder.root, config, profile, context
-        self.recipe = config.recipe(profile)
+        self.recipe = _for_runtimes(config.recipe(profile), profile, context)
         self.threads = context.threads or profile.threads
         self.prune_info, self.recovery_info, self.export_info = {}, {}, {}
 
@@ -328,6 +329,17 @@ class _Build:
     def _result(self, shipped, candidates, note) -> BuildResult:
         return BuildResult(self.out, self.config, self.profile, shipped, candidates, self.prune_info,
                            self.recovery_info, note)
+
+
+def _for_runtimes(recipe, profile: TargetProfile, context: RunContext):
+    """The recipe, made to keep the stock architecture where the target ships GGUF of a family
+    whose llama.cpp architecture has no per-layer widths (Qwen3, Gemma 3)."""
+    family = family_of(load_config(recipe.model, context.trust_remote_code))
+    if family.gguf_per_layer or "gguf" not in {fmt for fmt, _ in profile.formats}:
+        return recipe
+    note(f"{family.model_type}: llama.cpp holds no per-layer widths for it; pruning every layer to the same "
+         "widths without added biases")
+    return recipe.stock_layout()
 
 
 def _reference_settings(settings, is_reference: bool):

@@ -1,7 +1,8 @@
 """Every family on a tiny random model, as a user runs it: prune at 35% with GPrune and at 50% with
 magnitude, save, reload, export GGUF and ONNX, run them in llama.cpp and onnxruntime, logits as
 torch's. Families whose llama.cpp architecture holds no per-layer widths (Qwen3, Gemma 3) get their
-GGUF from a uniform prune without compensation biases; the per-layer one is refused in one line."""
+GGUF from the same recipe made to keep the stock layout (uniform widths, no added biases, GPrune still
+reconstructed); the per-layer one is refused in one line."""
 
 import pytest
 import torch
@@ -28,12 +29,11 @@ def pruned_checkpoint(path, family: str, method: str, uniform: bool = False):
     windows = {name: random_ids(batch=4, length=32, seed=s) for s, name in enumerate(("a", "b"))}
     calib = collect(model, windows, CalibConfig(sources=tuple(windows), n_samples=4, seq_len=32, sample_tokens=48))
     if method == "gprune":
-        options = dict(uniform=True, bias_comp=False) if uniform else {}
-        recipe = PruneRecipe(method=method_config("gprune", options), sparsity=0.35, align=8,
-                             reconstruct=not uniform)
+        recipe = PruneRecipe(method=method_config("gprune"), sparsity=0.35, align=8)
     else:
-        options = dict(allocation="uniform") if uniform else {}
-        recipe = PruneRecipe(method=method_config("magnitude", options), sparsity=0.5, align=8)
+        recipe = PruneRecipe(method=method_config("magnitude"), sparsity=0.5, align=8)
+    if uniform:
+        recipe = recipe.stock_layout()
     pruned, _ = prune_model(model, tiny_tokenizer(), recipe, calibration=calib)
     removed = 1 - prunable_params(pruned.config) / prunable_params(model.config)
     assert abs(removed - recipe.sparsity) < 0.1, removed
@@ -62,4 +62,5 @@ def test_prune_reload_export_and_run(tmp_path, family, method):
     with pytest.raises(GPruneError, match=f"llama.cpp has no architecture for a {family}.* uniform=true"):
         write(source, "gguf", "f32", tmp_path / "refused.gguf")
     uniform = pruned_checkpoint(tmp_path / "uniform", family, method, uniform=True)
+    assert fits_stock_layout(uniform.config)
     assert_runs_as_torch(uniform, "gguf", "f32", tmp_path / "gguf", family)

@@ -8,6 +8,8 @@ from click.testing import CliRunner
 from tiny import random_ids, tiny_model, tiny_tokenizer
 
 from edgecore.errors import GPruneError
+from edgecore.families import fits_stock_layout
+from gprune.calibration import CalibConfig, collect
 from gprune.methods import method_config
 from gprune.prune import prune_model
 from gprune.recipe import RECIPE_VERSION, PruneRecipe, ReconstructConfig
@@ -98,3 +100,33 @@ def test_prune_cli_reconstructs_and_can_be_told_not_to(tmp_path):
     assert json.loads((tmp_path / "off" / "recipe.json").read_text())["reconstruct"] is False
     summary = json.loads((tmp_path / "on" / "prune_summary.json").read_text())
     assert len(summary["diagnostics"]["reconstruction"]["output_error"]) == 2
+
+
+def test_stock_layout_reconstructs_without_biases():
+    """The recipe made for llama.cpp's qwen3 / gemma3 (uniform widths, no added biases) still
+    reconstructs: the projections are refitted without a bias column, and the error falls."""
+    dense = tiny_model("qwen3", layers=3)
+    recipe = PruneRecipe(method=method_config("gprune"), sparsity=0.35, align=8).stock_layout()
+    assert recipe.reconstruct and not recipe.reconstruction.bias and recipe.method.uniform
+    fit = {"a": random_ids(batch=8, length=32, seed=1), "b": random_ids(batch=8, length=32, seed=2)}
+    calib = collect(dense, fit, CalibConfig(sources=tuple(fit), n_samples=8, seq_len=32, sample_tokens=48))
+    plain, _ = prune_model(dense, tiny_tokenizer(), recipe.replace(reconstruct=False), calibration=calib)
+    pruned = resize(dense, plain_keep(dense, recipe, calib))
+    reconstruct(dense, pruned, fit, ridge=0.1)
+    assert fits_stock_layout(pruned.config) and all(fam_o.bias is None for fam_o in o_projs(pruned))
+    held_out = random_ids(batch=8, length=32, seed=9)
+    assert output_error(dense, pruned, held_out) < output_error(dense, plain, held_out)
+
+
+def plain_keep(dense, recipe, calib):
+    from gprune.methods import plan
+    return plan(dense, recipe.method, recipe.target(), calib).keep
+
+
+def o_projs(model):
+    return [layer.self_attn.o_proj for layer in model.model.layers]
+
+
+def test_a_method_without_uniform_widths_has_no_stock_layout():
+    with pytest.raises(GPruneError, match="method 'flap' gives every layer its own widths"):
+        PruneRecipe(method=method_config("flap"), sparsity=0.2).stock_layout()

@@ -147,3 +147,15 @@ def test_keep_sets_that_empty_a_layer_are_refused():
     keep[2].ffn = torch.tensor([], dtype=torch.long)
     with pytest.raises(GPruneError, match="layer 2 would keep no FFN"):
         resize(model, keep)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hidden_states_are_recorded_for_every_layer_kind(family):
+    """Distillation's hidden-state loss reads output_hidden_states: the pruned format records them
+    whichever stock layer it is built from (Qwen3's and Gemma 3's are not Llama's)."""
+    model, ids = tiny_model(family), random_ids()
+    with torch.no_grad():
+        pruned = resize(model, keep_all(model.config))(ids, output_hidden_states=True).hidden_states
+        dense = model(ids, output_hidden_states=True).hidden_states
+    assert len(pruned) == len(dense) == 4
+    torch.testing.assert_close(pruned[-1], dense[-1])

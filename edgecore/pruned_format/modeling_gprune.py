@@ -7,11 +7,11 @@ torch and transformers): it is copied into every checkpoint."""
 from torch import nn
 from transformers import GenerationMixin
 from transformers.models.llama.modeling_llama import (
-    LlamaDecoderLayer, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel, LlamaRMSNorm, LlamaRotaryEmbedding)
+    LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel, LlamaRMSNorm, LlamaRotaryEmbedding)
 from transformers.models.gemma3.modeling_gemma3 import (
     Gemma3DecoderLayer, Gemma3ForCausalLM, Gemma3PreTrainedModel, Gemma3RMSNorm, Gemma3RotaryEmbedding,
     Gemma3TextModel, Gemma3TextScaledWordEmbedding)
-from transformers.models.qwen3.modeling_qwen3 import Qwen3DecoderLayer
+from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention, Qwen3DecoderLayer
 
 # relative: works in the package and in a checkpoint
 from .configuration_gprune import GPruneGemma3Config, GPruneLlamaConfig
@@ -42,6 +42,9 @@ def build_decoder_layer(config, layer_idx: int) -> LlamaDecoderLayer | Qwen3Deco
 
 class GPruneLlamaPreTrainedModel(LlamaPreTrainedModel):
     config_class = GPruneLlamaConfig
+    # output_hidden_states hooks every layer of these kinds (Llama's own lists LlamaDecoderLayer only)
+    _can_record_outputs = {"hidden_states": (LlamaDecoderLayer, Qwen3DecoderLayer),
+                           "attentions": (LlamaAttention, Qwen3Attention)}
 
 
 class GPruneLlamaModel(GPruneLlamaPreTrainedModel, LlamaModel):

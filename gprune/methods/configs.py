@@ -20,6 +20,9 @@ class MethodConfig(TypedConfig):
     calibrated: ClassVar[bool]  # reads activations on calibration text
     summary: ClassVar[str]
     reconstructs: ClassVar[bool] = False  # whether prune reconstructs after this method unless told otherwise
+    # options that make every layer the same widths without added biases (the family's stock
+    # architecture); None where the method has no such setting
+    stock_options: ClassVar[dict | None] = {}
 
     @classmethod
     def describe(cls) -> str:
@@ -36,6 +39,7 @@ class GPruneConfig(MethodConfig):
     calibrated: ClassVar[bool] = True
     reconstructs: ClassVar[bool] = True
     summary: ClassVar[str] = "generalization-aware: multi-distribution calibration, measured-cost allocation"
+    stock_options: ClassVar[dict | None] = {"uniform": True, "bias_comp": False}
     # the low-sparsity experiments of issue 14 that did not pay (BENCHMARKS.md; code last in commit ad88bef)
     retired: ClassVar[dict] = {"outlier_factor": 20.0, "chunk": 0, "layer_cap": 0.0, "gains": "local",
                                "search": 0, "propagation": False}
@@ -66,6 +70,7 @@ class FlapConfig(MethodConfig):
     name: ClassVar[str] = "flap"
     calibrated: ClassVar[bool] = True
     summary: ClassVar[str] = "FLAP baseline: fluctuation metric, one global ranking across layers"
+    stock_options: ClassVar[dict | None] = None
     bias_comp: bool = _opt(True, "add removed channels' mean output back as a bias")
     robust: bool = _opt(False, "standardize scores by median/MAD instead of mean/std")
     attention: Literal["channel-mean", "group-sum"] = _opt(
@@ -79,6 +84,7 @@ class WandaSpConfig(MethodConfig):
     name: ClassVar[str] = "wanda-sp"
     calibrated: ClassVar[bool] = True
     summary: ClassVar[str] = "structured Wanda baseline: |W| x ||X||, the same share from every layer"
+    stock_options: ClassVar[dict | None] = {"bias_comp": False}
     bias_comp: bool = _opt(False, "FLAP bias compensation")
 
 
@@ -87,6 +93,7 @@ class MagnitudeConfig(MethodConfig):
     name: ClassVar[str] = "magnitude"
     calibrated: ClassVar[bool] = False
     summary: ClassVar[str] = "activation-free baseline: L2 norm of each unit's weights"
+    stock_options: ClassVar[dict | None] = {"allocation": "uniform"}
     allocation: Literal["global", "uniform"] = _opt("global", "FFN neurons compete across layers, or every "
                                                               "layer gives up the same share")
 

@@ -44,13 +44,15 @@ def _options_help() -> str:
 @config_options(ReconstructConfig, only=("ridge",))
 @click.option("--bias-compensation/--no-bias-compensation", default=None,
               help="FLAP bias compensation (option bias_comp) [default: on for gprune and flap, off for wanda-sp].")
+@click.option("--reconstruct-bias/--no-reconstruct-bias", default=None,
+              help=ReconstructConfig.__dataclass_fields__["bias"].metadata["help"] + " [default: on].")
 @click.option("--option", "extra", multiple=True, help=_options_help())
 @click.option("--recipe", "recipe_file", type=click.Path(), default=None,
               help="Start from a recipe.json (e.g. a previous run's); options given here override it.")
 @config_options(RunContext)
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory for the pruned checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def prune(method, bias_compensation, extra, recipe_file, out, overwrite, **options):
+def prune(method, bias_compensation, reconstruct_bias, extra, recipe_file, out, overwrite, **options):
     """Prune a model structurally and save the physically smaller checkpoint.
 
     The output directory holds model.safetensors, config.json, the tokenizer,
@@ -71,6 +73,8 @@ def prune(method, bias_compensation, extra, recipe_file, out, overwrite, **optio
     if bias_compensation is not None:
         method_options["bias_comp"] = bias_compensation
     reconstruction = given(ReconstructConfig, options, ("ridge",))
+    if reconstruct_bias is not None:
+        reconstruction["bias"] = reconstruct_bias
     if reconstruction:
         base["reconstruction"] = {**base.get("reconstruction", {}), **reconstruction}
     recipe = PruneRecipe.from_dict({**base, **settings, "method": method_options})
