@@ -7,8 +7,9 @@ GGUF loads in llama.cpp (gprune_edge.export checks it there against torch). One 
 Each shape is written to disk in bf16 with SmolLM2's tokenizer (a vocabulary smaller than its
 49,152 tokens, Mistral's, grows to it),
 then pruned by GPrune at 20% with reconstruction in a fresh process (calibration: 8 windows of
-128 tokens per source, empty cache), then exported as f16 GGUF. Qwen3 is pruned with uniform
-widths and no compensation biases: llama.cpp has no per-layer architecture with q/k norms."""
+128 tokens per source, empty cache), then exported as f16 GGUF. Qwen3 and Gemma 3 are pruned in the
+stock layout (PruneRecipe.stock_layout: uniform widths, no added biases): llama.cpp has no per-layer
+architecture with q/k norms. (The qwen3-0.6b row predates that: uniform, no reconstruction.)"""
 
 from __future__ import annotations
 
@@ -65,14 +66,15 @@ def main():
         return
     from edgecore.catalogue import CATALOGUE
     from edgecore.families import FAMILIES
+    from gprune.recipe import PruneRecipe
     from gprune_edge.export import export
 
     names = args.only.split(",") if args.only else [n for n, s in CATALOGUE.items() if s.model_type in FAMILIES]
     for name in names:
-        qk_norm = FAMILIES[CATALOGUE[name].model_type].qk_norm
-        recipe = {"model": "", "sparsity": 0.2, "method": {"name": "gprune", "uniform": qk_norm,
-                                                           "bias_comp": not qk_norm},
-                  "reconstruct": not qk_norm, "n_samples": 8, "seq_len": 128}
+        recipe = PruneRecipe(sparsity=0.2, n_samples=8, seq_len=128)
+        if not FAMILIES[CATALOGUE[name].model_type].gguf_per_layer:
+            recipe = recipe.stock_layout()
+        recipe = recipe.to_dict()
         with tempfile.TemporaryDirectory(prefix="catalogue-") as tmp:
             tmp = Path(tmp)
             # in a child, so that the parent stays small
