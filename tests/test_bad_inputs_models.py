@@ -62,3 +62,16 @@ def test_a_target_with_no_artifacts_is_refused(tmp_path):
     refused(run("build", "--target", write_target(tmp_path / "t.json", artifacts=[]), "--out", out),
             "lists no artifacts")
     no_leftovers(out)
+
+
+def test_an_architecture_outside_the_adapters_is_refused_naming_the_supported_ones(tmp_path):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model = tmp_path / "phi3"
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(
+        "phi3", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
+        pad_token_id=0)).save_pretrained(model)
+    out = tmp_path / "p"
+    refused(run("prune", "--model", model, "--sparsity", "0.2", "--out", out),
+            "unsupported architecture 'Phi3ForCausalLM'", "supported: llama, mistral, qwen2, qwen3, gemma3_text")
+    no_leftovers(out)
