@@ -69,15 +69,10 @@ class Family:
         """The norms of a decoder layer: pruning heads or neurons leaves them whole."""
         return tuple(role for role in self.layout if role.endswith("norm"))
 
-    def norm_scale(self, norm: nn.Module) -> torch.Tensor:
-        """The elementwise factor an RMS norm multiplies the normalized input by."""
-        return norm.weight + self.norm_offset
-
-    def output_norm(self, layer: nn.Module, sublayer: str) -> nn.Module | None:
-        """The norm on the output of `sublayer` ("attn" or "ffn") before the residual add, None
-        where the output is added as it is (every family but Gemma 3)."""
-        role = f"{sublayer}_out_norm"
-        return self.module(layer, role) if role in self.layout else None
+    @property
+    def normalizes_sublayer_outputs(self) -> bool:
+        """Whether attention and FFN outputs pass through a norm before the residual add (Gemma 3)."""
+        return "attn_out_norm" in self.layout
 
     def module(self, layer: nn.Module, role: str) -> nn.Module:
         return layer.get_submodule(self.layout[role])

@@ -97,11 +97,11 @@ def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 
     device = device or model_device(pruned)
     started = time.perf_counter()
     fam, dense_fam = family_of(pruned.config), family_of(dense.config)
-    if fam.output_norm(fam.decoder_layers(pruned)[0], "attn") is not None:
+    if fam.normalizes_sublayer_outputs:
         # A sublayer whose output is normalized (Gemma 3) adds a vector of fixed RMS to the residual
-        # stream: it cannot absorb the error the layers below left there, and fitting it to do so
-        # wrecks the model (Gemma 3 270M at 35%: science perplexity 11x that of sublayer targets). Each
-        # projection is fitted to the dense projection's output instead.
+        # stream: it cannot absorb the error the layers below left there. Fitting it to (the residual
+        # target mapped back through its norm) wrecked Gemma 3 270M at 35%: science perplexity 11x that
+        # of sublayer targets. Each projection is fitted to the dense projection's output instead.
         target = "sublayer"
     d_in = {s: capture_layer_inputs(dense, ids, batch_size, device) for s, ids in windows.items()}
     p_in = {s: capture_layer_inputs(pruned, ids, batch_size, device) for s, ids in windows.items()}
