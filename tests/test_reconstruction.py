@@ -130,3 +130,14 @@ def o_projs(model):
 def test_a_method_without_uniform_widths_has_no_stock_layout():
     with pytest.raises(GPruneError, match="method 'flap' gives every layer its own widths"):
         PruneRecipe(method=method_config("flap"), sparsity=0.2).stock_layout()
+
+
+def test_normalized_sublayers_are_fitted_to_the_dense_projections():
+    """Gemma 3 normalizes each sublayer's output: reconstruction fits projections to the dense ones
+    (target "sublayer", whatever was asked), and the error on held-out windows falls."""
+    dense = tiny_model("gemma3", layers=3)
+    pruned = magnitude_pruned(dense)
+    held_out = random_ids(batch=8, length=32, seed=9)
+    before = output_error(dense, pruned, held_out)
+    diag = reconstruct(dense, pruned, {"a": random_ids(batch=16, length=32, seed=1)}, ridge=0.1, target="residual")
+    assert diag["target"] == "sublayer" and output_error(dense, pruned, held_out) < 0.95 * before
