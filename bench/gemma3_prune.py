@@ -9,7 +9,10 @@ Pruned in memory with the benchmarks' recipe (bench/common.py: align 32, seed 0,
 with 8 x 256-token windows per source (half the SmolLM2 benches', for this machine's time) on the
 built-in gemma3-270m; scored on the torch backend with the
 project's harness. One JSON line per run is appended as it finishes; runs already in the file are
-skipped, so a rerun resumes. A run is METHOD:SPARSITY[:TARGET], TARGET the reconstruction target."""
+skipped, so a rerun resumes. A run is METHOD:SPARSITY[:stock]; `stock` prunes in the stock layout
+(PruneRecipe.stock_layout: uniform widths, no added biases), what `build` ships for a GGUF target.
+
+    python bench/gemma3_prune.py --out bench/results/gemma3_prune.jsonl --runs gprune:0.2:stock,gprune:0.35:stock"""
 
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ from common import EVAL, OOD, achieved, append_jsonl, eval_sets, gmean, perplexi
 
 from edgecore.loading import GEMMA3_270M, builtin_hf_dir, load_model
 from gprune.prune import prune_model
-from gprune.recipe import ReconstructConfig
 from runtime_checks.accuracy import evaluate
 from runtime_checks.backends.torch_backend import TorchBackend
 
@@ -46,9 +48,10 @@ def run(args) -> None:
         t = time.perf_counter()
         pruned, row = model, {"run": spec, "method": "dense", "sparsity": 0.0}
         if spec != "dense":
-            method, sparsity, *target = spec.split(":")
-            pruning = recipe(method, float(sparsity), reconstruct=True, model=GEMMA3_270M, n_samples=8,
-                             reconstruction=ReconstructConfig(target=(target or ["residual"])[0]))
+            method, sparsity, *layout = spec.split(":")
+            pruning = recipe(method, float(sparsity), reconstruct=True, model=GEMMA3_270M, n_samples=8)
+            if layout == ["stock"]:
+                pruning = pruning.stock_layout()
             pruned, _ = prune_model(model, tokenizer, pruning)
             row = {"run": spec, "method": method, "sparsity": float(sparsity), "achieved": achieved(pruned, model)}
         row["prune_s"] = round(time.perf_counter() - t, 1)
