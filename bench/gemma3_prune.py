@@ -63,7 +63,7 @@ def run(args) -> None:
 
 
 def table(path) -> str:
-    rows = read_jsonl(path)
+    rows = sorted(read_jsonl(path), key=lambda r: (r["sparsity"], r["run"]))
     dense = next(r for r in rows if r["run"] == "dense")
     head = ["run", "achieved", *[f"{d} ppl" for d in EVAL], "OOD ppl / dense (gmean)", *TASKS, "mean acc"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
