@@ -55,6 +55,7 @@ class Family:
     final_norm_path: str = "model.norm"  # the norm between the last decoder layer and the output layer
     layout: dict = field(default_factory=lambda: dict(LLAMA_LAYOUT))  # role -> module path inside a layer
     norm_offset: float = 0.0  # an RMS norm scales by weight + norm_offset (Gemma: 1 + weight; llama.cpp: weight)
+    gguf_unread: tuple = ()  # config fields the llama.cpp architecture ignores: a model that sets one is refused
     pruned_config: type = GPruneLlamaConfig  # the pruned format's config and model for per-layer widths
     pruned_causal_lm: type = GPruneLlamaForCausalLM
 
@@ -137,6 +138,7 @@ FAMILIES = {
     # sublayer's output, (1 + weight) norms, a scaled embedding, sliding-window layers
     "gemma3_text": Family("gemma3_text", Gemma3ForCausalLM, qkv_bias=False, gguf_arch="gemma3", qk_norm=True,
                           gguf_per_layer=False, layout=dict(GEMMA3_LAYOUT), norm_offset=1.0,
+                          gguf_unread=("attn_logit_softcapping", "final_logit_softcapping"),
                           pruned_config=GPruneGemma3Config, pruned_causal_lm=GPruneGemma3ForCausalLM),
 }
 SUPPORTED_MODEL_TYPES = (*FAMILIES, *(f.model_type for f in PRUNED_FORMATS))
@@ -195,6 +197,10 @@ def gguf_arch(config: PretrainedConfig) -> str:
     """The llama.cpp architecture a model is written as: the family's own when the stock layout
     holds it, else `deci`, which is per layer for FFN width and head counts (docs/DESIGN.md, GGUF facts)."""
     family = family_of(config)
+    unread = [k for k in family.gguf_unread if getattr(config, k, None)]
+    if unread:
+        raise GPruneError(f"llama.cpp's {family.gguf_arch} ignores {', '.join(unread)}, which this model sets: its "
+                          "GGUF would compute something else; export ONNX")
     if fits_stock_layout(config):
         return family.gguf_arch
     if not family.gguf_per_layer:

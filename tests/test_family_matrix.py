@@ -64,3 +64,12 @@ def test_prune_reload_export_and_run(tmp_path, family, method):
     uniform = pruned_checkpoint(tmp_path / "uniform", family, method, uniform=True)
     assert fits_stock_layout(uniform.config)
     assert_runs_as_torch(uniform, "gguf", "f32", tmp_path / "gguf", family)
+
+
+def test_a_gemma3_setting_llama_cpp_ignores_is_refused_for_gguf(tmp_path):
+    """Gemma 3 has no logit soft-capping and llama.cpp's gemma3 reads none: a model that sets it
+    would run differently there, so its GGUF is refused in one line."""
+    model = tiny_model("gemma3", final_logit_softcapping=30.0)
+    save_checkpoint(model, tiny_tokenizer(), tmp_path / "capped")
+    with pytest.raises(GPruneError, match="llama.cpp's gemma3 ignores final_logit_softcapping"):
+        write(load_source(tmp_path / "capped"), "gguf", "f32", tmp_path / "capped.gguf")
