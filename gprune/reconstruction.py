@@ -111,14 +111,16 @@ def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 
         homes = [model_device(d_layer), model_device(p_layer)]
         d_layer.to(device), p_layer.to(device)
         o_proj, down_proj, ffn_norm = fam.o_proj(p_layer), fam.down_proj(p_layer), fam.ffn_norm(p_layer)
-        # the dense layer: residual after attention, o_proj and down_proj outputs, layer output
+        # the dense layer: residual after attention, layer output and, for sublayer targets, the
+        # o_proj and down_proj outputs
         d_mid, d_attn, d_down, d_out = {}, {}, {}, {}
         for s, batches in d_in.items():
             d_mid[s], d_attn[s], d_down[s] = [], [], []
-            d_out[s] = _run(d_layer, batches, {
-                dense_fam.ffn_norm(d_layer): lambda b, x, out, s=s: d_mid[s].append(x),
-                dense_fam.o_proj(d_layer): lambda b, x, out, s=s: d_attn[s].append(out),
-                dense_fam.down_proj(d_layer): lambda b, x, out, s=s: d_down[s].append(out)})
+            hooks = {dense_fam.ffn_norm(d_layer): lambda b, x, out, s=s: d_mid[s].append(x)}
+            if target == "sublayer":
+                hooks[dense_fam.o_proj(d_layer)] = lambda b, x, out, s=s: d_attn[s].append(out)
+                hooks[dense_fam.down_proj(d_layer)] = lambda b, x, out, s=s: d_down[s].append(out)
+            d_out[s] = _run(d_layer, batches, hooks)
 
         normals = []
         for s, batches in p_in.items():  # attention: o_proj on the kept heads' outputs

@@ -110,21 +110,12 @@ def test_stock_layout_reconstructs_without_biases():
     assert recipe.reconstruct and not recipe.reconstruction.bias and recipe.method.uniform
     fit = {"a": random_ids(batch=8, length=32, seed=1), "b": random_ids(batch=8, length=32, seed=2)}
     calib = collect(dense, fit, CalibConfig(sources=tuple(fit), n_samples=8, seq_len=32, sample_tokens=48))
-    plain, _ = prune_model(dense, tiny_tokenizer(), recipe.replace(reconstruct=False), calibration=calib)
-    pruned = resize(dense, plain_keep(dense, recipe, calib))
+    plain, plan = prune_model(dense, tiny_tokenizer(), recipe.replace(reconstruct=False), calibration=calib)
+    pruned = resize(dense, plan.keep)
     reconstruct(dense, pruned, fit, ridge=0.1)
-    assert fits_stock_layout(pruned.config) and all(fam_o.bias is None for fam_o in o_projs(pruned))
+    assert fits_stock_layout(pruned.config) and all(layer.self_attn.o_proj.bias is None for layer in pruned.model.layers)
     held_out = random_ids(batch=8, length=32, seed=9)
     assert output_error(dense, pruned, held_out) < output_error(dense, plain, held_out)
-
-
-def plain_keep(dense, recipe, calib):
-    from gprune.methods import plan
-    return plan(dense, recipe.method, recipe.target(), calib).keep
-
-
-def o_projs(model):
-    return [layer.self_attn.o_proj for layer in model.model.layers]
 
 
 def test_a_method_without_uniform_widths_has_no_stock_layout():
