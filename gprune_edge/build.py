@@ -1,16 +1,17 @@
-"""`build`: everything for one device target in one call.
+"""`build`: the most accurate artifact within a device's budgets, in one call.
 
-Without budgets: prune at the target's sparsity (with reconstruction, as the gprune recipe
-does by default), distill from the dense model when there is a token budget, export the
-pruned and the dense model to every artifact the target runs, verify each pruned artifact
-against the dense one on the same runtime, and gate on the target's thresholds.
-
-With budgets (`Budgets`: size, decode speedup, memory, perplexity ratio): search sparsities
-x the target's artifact types, the dense model quantized included, for the most accurate
-artifact within every budget. Predictions skip what cannot fit; the rest is measured on the
+The target (targets.TargetProfile) gives the artifact types its runtime takes and its budgets
+(memory at its context length, storage, a decode floor, a quality floor); the command line may
+replace any of them. The build searches sparsities x those types, the dense model quantized
+included: predictions skip what cannot fit (budgets.predicted_misses) or cannot win (a pruned
+model is never more accurate than the dense model of its type), the rest is measured on the
 quick tier (`BuildConfig.search`) against the reference, the dense model at the target's
-default type; the winner is verified on the full tier and gated on the budgets. When the
-dense model quantized wins, the build says so and ships it.
+reference type, on the runtime as the device runs it (its context allocated and filled, llama.cpp
+with flash attention). The most accurate candidate that meets every budget and is not dominated
+by another that does (candidates.dominates) is verified on the full tier and gated on the
+budgets. When it is the dense model quantized, the build says that nothing needs pruning.
+`--sparsity` forces a pruning strength: the build ships the best artifact at it, and names
+what the search would have shipped and what dominates it.
 
 Every stage is kept in the run folder as it completes (gprune_edge.run_folder), so the same
 command continues an interrupted build; build.json and the report are written last."""
@@ -30,8 +31,9 @@ from edgecore.outputs import claim_output, write_atomic
 from edgecore.params import prunable_params
 from edgecore.run_context import RunContext
 from gprune.prune import prune
-from gprune_edge.budgets import MB, predicted_misses, predicted_size
+from gprune_edge.budgets import MB, Budgets, kv_cache_bytes, predicted_misses, predicted_size
 from gprune_edge.build_config import BuildConfig
+from gprune_edge.candidates import Candidate, choose, dominating, model_label
 from gprune_edge.export import export
 from gprune_edge.run_folder import RunFolder, remove_path, stage_key
 from gprune_edge.targets import TargetProfile, load_target
@@ -40,62 +42,25 @@ from runtime_checks.report_schema import GateResult, Report
 from runtime_checks.verify import verify
 
 BUILD_FILE = "build.json"
-UNTIMED_SPEEDUP = {"median": 1.0, "low": None, "high": None, "pairs": 0}  # a baseline's, by definition
+UNTIMED_SPEEDUP = {"median": 1.0, "low": None, "high": None, "pairs": 0}  # the reference's, by definition
 FINAL_FILES = (BUILD_FILE, "report.md", "report.html", "frontier.png")  # written last, removed first
-
-
-def model_label(sparsity: float) -> str:
-    return "dense" if sparsity == 0 else f"pruned{round(sparsity * 100):02d}"
-
-
-def artifact_name(label: str, fmt: str, dtype: str) -> str:
-    return f"{label}-{dtype}.gguf" if fmt == "gguf" else f"{label}-onnx-{dtype}"
-
-
-@dataclass
-class Candidate:
-    """One model x artifact type the build made or considered, with what was measured.
-    Ratios are to the build's baseline: the dense model of the same type (no budgets) or
-    the reference (budget build)."""
-    sparsity: float
-    format: str
-    dtype: str
-    artifact: str | None = None  # relative to the build folder; None: not built
-    size_bytes: int | None = None  # measured, or predicted when not built
-    perplexity_ratio: float | None = None  # geometric mean over distributions
-    max_perplexity_ratio: float | None = None  # the worst distribution's
-    decode_speedup: dict | None = None  # median, low, high (confidence interval), pairs
-    peak_memory_mb: float | None = None
-    accuracy_delta: float | None = None  # mean zero-shot accuracy change (full tier only)
-    verdict: str = ""  # "meets budgets", "misses: ...", "skipped: ...", or the gate's verdict
-    report: str | None = None  # the verification report (relative)
-
-    @property
-    def label(self) -> str:
-        return artifact_name(model_label(self.sparsity), self.format, self.dtype)
-
-    @property
-    def measured(self) -> bool:
-        return self.perplexity_ratio is not None
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, **asdict(self)}
 
 
 @dataclass
 class BuiltArtifact:
-    """An artifact the build ships, verified on the full tier and gated."""
+    """The artifact the build ships, verified on the full tier and gated on the budgets."""
     artifact: str
     format: str
     dtype: str
     sparsity: float
     size_bytes: int
-    baseline: str  # the artifact it was measured against (relative)
+    baseline: str  # the artifact it was measured against (relative): the reference
     baseline_size_bytes: int
     export_parity: dict
     fallbacks: list[str]
     report: str
     gate: GateResult
+    budgets: list[str] = field(default_factory=list)  # each budget with the figure that meets or misses it
 
     def to_dict(self) -> dict:
         return {**asdict(self), "gate": self.gate.to_dict()}
@@ -106,11 +71,13 @@ class BuildResult:
     out: Path
     config: BuildConfig
     target: TargetProfile
+    budgets: Budgets  # the target's, with the command line's in their place
+    runtime: str  # what every candidate was measured on, and how (threads, context, flash attention)
     artifacts: list[BuiltArtifact]  # what the build ships
     candidates: list[Candidate]  # everything made or considered (the frontier)
     prune: dict = field(default_factory=dict)  # per pruned model: sparsity achieved, prunable parameters
     recovery: dict = field(default_factory=dict)  # per distilled model: tokens, held-out KL before/after
-    note: str = ""  # the build's conclusion in a sentence (e.g. that the dense model quantized wins)
+    note: str = ""  # the build's conclusion in a sentence (e.g. that nothing needs pruning)
 
     @property
     def verdict(self) -> str:
@@ -122,10 +89,15 @@ class BuildResult:
     def passed(self) -> bool:
         return self.verdict == "pass"
 
+    @property
+    def skipped(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.verdict.startswith("skipped")]
+
     def to_dict(self) -> dict:
         """What build.json holds."""
-        return {"config": self.config.to_dict(), "target": self.target.to_dict(), "verdict": self.verdict,
-                "passed": self.passed, "note": self.note, "artifacts": [a.to_dict() for a in self.artifacts],
+        return {"config": self.config.to_dict(), "target": self.target.to_dict(), "budgets": self.budgets.to_dict(),
+                "runtime": self.runtime, "verdict": self.verdict, "passed": self.passed, "note": self.note,
+                "artifacts": [a.to_dict() for a in self.artifacts],
                 "candidates": [c.to_dict() for c in self.candidates], "prune": self.prune,
                 "recovery": self.recovery}
 
@@ -146,8 +118,7 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False,
         folder = RunFolder(out, identity)
         for name in FINAL_FILES:  # the old conclusion no longer describes the folder
             remove_path(out / name)
-        run = _Build(folder, config, profile, context)
-        result = run.search() if config.budgets.given else run.fixed()
+        result = _Build(folder, config, profile, context).search()
         folder.drop_unused()
         from gprune_edge.build_report import write_build_report
 
@@ -162,6 +133,7 @@ class _Build:
     def __init__(self, folder: RunFolder, config: BuildConfig, profile: TargetProfile, context: RunContext):
         self.folder, self.out, self.config, self.profile, self.context = folder, folder.root, config, profile, context
         self.recipe = _for_runtimes(config.recipe(profile), profile, context)
+        self.budgets = Budgets.of(profile, config.budgets)
         self.threads = context.threads or profile.threads
         self.prune_info, self.recovery_info, self.export_info = {}, {}, {}
 
@@ -226,7 +198,7 @@ class _Build:
 
     def check(self, candidate: Candidate, baseline: Candidate, settings, thresholds: dict, where: str) -> Report:
         """Verify the candidate against the baseline artifact; fills the candidate's figures."""
-        runtime = self.profile.runtime_for(candidate.format)
+        runtime = self.profile.runtime_name
         key = stage_key("verify", self.artifact(candidate), self.artifact(baseline), settings.to_dict(), thresholds,
                         runtime)
         rel = f"{where}/{candidate.label}"
@@ -243,108 +215,150 @@ class _Build:
         candidate.report = f"{rel}/report.md"
         return report
 
-    # the two kinds of build -----------------------------------------------------------
-    def fixed(self) -> BuildResult:
-        """The target's artifacts at one sparsity, each against the dense model of its type."""
-        shipped, candidates = [], []
-        settings = self.config.verify_settings(self.threads)
-        for fmt, dtype in self.profile.formats:
-            pruned, dense = Candidate(self.recipe.sparsity, fmt, dtype), Candidate(0.0, fmt, dtype)
-            report = self.check(pruned, dense, settings, self.profile.gate, "reports")
-            pruned.verdict = report.gate.verdict
-            dense.perplexity_ratio = dense.max_perplexity_ratio = 1.0  # by definition: the ratios' denominator
-            dense.decode_speedup = dict(UNTIMED_SPEEDUP)
-            dense.verdict = "baseline"
-            candidates += [dense, pruned]
-            shipped.append(self._shipped(pruned, dense, report))
-        return self._result(shipped, candidates, "")
-
+    # the search -----------------------------------------------------------------------
     def search(self) -> BuildResult:
-        budgets = self.config.budgets
-        types = [tuple(t.split(":", 1)) for t in self.profile.search_types]
-        sparsities = sorted({0.0, *self.profile.search_sparsities}) if self.config.sparsity is None \
-            else [self.config.sparsity]
-        dense = {t: Candidate(0.0, *t) for t in types}
-        reference = dense[types[0]]  # the dense model at the target's default type: every ratio's denominator
+        forced = self.config.sparsity
+        dense = {t: Candidate(0.0, *t) for t in self.profile.types}
+        reference = dense[self.profile.types[0]]  # every ratio's denominator
         for c in dense.values():
             self.artifact(c)
-        candidates = self._predict(sparsities, types, dense, reference)
-        viable = [c for c in candidates if not c.verdict]
-        if not viable:
-            raise GPruneError(_unreachable(budgets, candidates, self.config.sparsity, reference))
-        settings, thresholds = self.config.search_settings(self.threads), budgets.gate()
-        best, given_up = None, set()
-        for c in viable:
-            if (c.format, c.dtype) in given_up:
-                c.verdict = "skipped: a less sparse model of this type already scored worse or beyond the budget"
+        sparsities = [forced] if forced is not None else self.config.sparsities
+        candidates = self._predict(sorted({0.0, *sparsities}), dense, reference)
+        wanted = [c for c in candidates if forced is None or c.sparsity == forced]
+        if all(c.verdict for c in wanted):
+            raise GPruneError(_unreachable(self.budgets, wanted, forced, reference))
+        settings = self.config.search_settings(self.threads, self.profile, self.budgets)
+        for c in candidates:
+            why = c.verdict or self._cannot_win(c, candidates)
+            if why:
+                c.verdict = why if why.startswith("skipped") else f"skipped: {why}"
                 continue
-            self.artifact(c)
-            if budgets.max_size_mb is not None and c.size_bytes / MB > budgets.max_size_mb:
-                c.verdict = f"misses: size {c.size_bytes / MB:.4g} MB > {budgets.max_size_mb:g} MB"
-                continue
-            report = self.check(c, reference, _reference_settings(settings, c is reference), thresholds, "checks")
-            misses = report.gate.failures + report.gate.undecided
-            c.verdict = "misses: " + "; ".join(misses) if misses else "meets budgets"
-            if not misses and (best is None or c.perplexity_ratio < best.perplexity_ratio):
-                best = c
-            too_far = budgets.max_perplexity_ratio is not None and c.max_perplexity_ratio > budgets.max_perplexity_ratio
-            if too_far or (best is not None and c.perplexity_ratio >= best.perplexity_ratio):
-                given_up.add((c.format, c.dtype))  # more sparsity only adds error at this type
-        if best is None:
-            raise GPruneError(_closest(budgets, candidates))
-        measured = {k: getattr(best, k) for k in ("perplexity_ratio", "max_perplexity_ratio", "decode_speedup")}
-        report = self.check(best, reference, _reference_settings(self.config.verify_settings(self.threads),
-                                                                 best is reference), thresholds, "reports")
+            self._measure(c, reference, settings)
+        best, instead = self._choose(candidates)
+        measured = {k: getattr(best, k) for k in ("perplexity_ratio", "max_perplexity_ratio", "decode_speedup",
+                                                   "decode_tok_s", "memory_mb")}
+        report = self.check(best, reference, self._reference_settings(self.config.verify_settings(
+            self.threads, self.profile), best is reference), self.budgets.gate(), "reports")
+        final = Candidate(best.sparsity, best.format, best.dtype, size_bytes=best.size_bytes)
+        _fill(final, report)
         for name, value in measured.items():  # the frontier compares candidates on one tier: the quick one
             setattr(best, name, value)
         best.verdict = "chosen: " + report.gate.verdict
-        note = (f"the dense model as {best.dtype} wins: no pruned candidate was more accurate within "
-                f"{budgets.describe()}" if best.sparsity == 0 else
-                f"pruned {best.sparsity:.0%} as {best.dtype} is the most accurate within {budgets.describe()}")
-        return self._result([self._shipped(best, reference, report)], candidates, note)
+        shipped = self._shipped(best, reference, report, _budget_lines(self.budgets, final))
+        return BuildResult(self.out, self.config, self.profile, self.budgets, _runtime(self.profile.runtime_name, settings), [shipped],
+                           candidates, self.prune_info, self.recovery_info,
+                           self._conclusion(best, instead, candidates))
+
+    def _measure(self, c: Candidate, reference: Candidate, settings) -> None:
+        """Build the candidate and measure it on the quick tier; its verdict says whether it meets the budgets."""
+        self.artifact(c)
+        budgets = self.budgets
+        if budgets.max_size_mb is not None and c.size_bytes / MB > budgets.max_size_mb:
+            c.verdict = f"misses: size {c.size_bytes / MB:.4g} MB > {budgets.max_size_mb:g} MB"
+            return
+        report = self.check(c, reference, self._reference_settings(settings, c is reference), budgets.gate(),
+                            "checks")
+        misses = report.gate.failures + report.gate.undecided
+        c.verdict = "misses: " + "; ".join(misses) if misses else "meets budgets"
+
+    def _cannot_win(self, c: Candidate, candidates: list[Candidate]) -> str | None:
+        """Why measuring a pruned candidate cannot change what ships: pruning only adds error, so it is
+        never more accurate than the dense model of its type, nor than a less sparse model of its type."""
+        if c.sparsity == 0 or self.config.sparsity is not None:
+            return None
+        within = [o for o in candidates if o.meets]
+        best = min(within, key=lambda o: o.perplexity_ratio, default=None)
+        floor = self.budgets.max_perplexity_ratio
+        for o in candidates:  # the dense model of its type first, then the less sparse ones
+            if (o.format, o.dtype) != (c.format, c.dtype) or o.sparsity >= c.sparsity or not o.measured:
+                continue
+            if floor is not None and o.max_perplexity_ratio > floor:
+                return f"{o.label} already exceeds the quality floor (worst perplexity ratio " \
+                       f"{o.max_perplexity_ratio:.3f} > {floor:g}); pruning only adds error"
+            if best is not None and o.perplexity_ratio >= best.perplexity_ratio:
+                return f"cannot beat {best.label} ({best.perplexity_ratio:.3f}): {o.label} already scored " \
+                       f"{o.perplexity_ratio:.3f} and pruning only adds error"
+        return None
+
+    def _choose(self, candidates: list[Candidate]) -> tuple[Candidate, Candidate | None]:
+        """What ships, and what the search would have shipped instead when --sparsity forced another."""
+        forced = self.config.sparsity
+        best, search = choose(candidates, forced)
+        if best is None:
+            at = candidates if forced is None else [c for c in candidates if c.sparsity == forced]
+            raise GPruneError(_closest(self.budgets, at, forced))
+        return best, (search if search is not best else None)
+
+    def _conclusion(self, best: Candidate, instead: Candidate | None, candidates: list[Candidate]) -> str:
+        budgets = self.budgets.describe()
+        if self.config.sparsity is not None:
+            text = f"--sparsity {self.config.sparsity:g} forced {best.label}"
+            if instead is not None:
+                text += f"; the search would have shipped {instead.label} ({instead.perplexity_ratio:.3f})"
+            over = dominating(best, [c for c in candidates if c.measured])
+            if over:
+                text += f"; {best.label} is dominated by {', '.join(c.label for c in over)} (as small, as light, " \
+                        "as fast within the interval, and smaller or more accurate)"
+            return text
+        if best.sparsity == 0:
+            pruned = any(c.sparsity and c.measured for c in candidates)
+            return (f"nothing needs pruning: the dense model as {best.dtype} is the most accurate within {budgets}"
+                    + ("" if pruned else ", and no pruned model could be more accurate"))
+        dense = [c for c in candidates if c.sparsity == 0]
+        return (f"pruned {best.sparsity:.0%} as {best.dtype} is the most accurate within {budgets}; no dense "
+                f"quantization meets them ({', '.join(f'{c.label}: {_why(c)}' for c in dense)})")
 
     # helpers --------------------------------------------------------------------------
-    def _predict(self, sparsities, types, dense: dict, reference: Candidate) -> list[Candidate]:
-        """Every candidate, in the order the search measures them, with a verdict when a prediction
-        (or the dense artifact's exact size) rules it out."""
+    def _predict(self, sparsities, dense: dict, reference: Candidate) -> list[Candidate]:
+        """Every candidate, in the order the search measures them (sparsity by sparsity, the target's
+        types in its order), with a verdict when a prediction (or a dense artifact's exact size) rules
+        it out."""
         config = load_config(self.recipe.model, self.context.trust_remote_code)
         prunable = prunable_params(config)
         embeddings = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
+        kv = kv_cache_bytes(config, self.profile.context_length, self.profile.format)
         candidates = []
         for sparsity in sparsities:
-            for t in types:
+            for t in self.profile.types:
                 c = dense[t] if sparsity == 0 else Candidate(sparsity, *t, size_bytes=predicted_size(
                     dense[t].size_bytes, sparsity, prunable, prunable + embeddings))
-                miss = predicted_misses(self.config.budgets, c.size_bytes, reference.size_bytes)
+                least_memory = c.size_bytes + (kv if sparsity == 0 else 0)  # pruning may shrink the cache
+                miss = predicted_misses(self.budgets, c.size_bytes, least_memory, reference.size_bytes)
                 if miss:
                     c.verdict = f"skipped: {miss}" + (" (predicted)" if sparsity else "")
                 candidates.append(c)
         return candidates
 
-    def _shipped(self, c: Candidate, baseline: Candidate, report: Report) -> BuiltArtifact:
+    def _reference_settings(self, settings, is_reference: bool):
+        """The reference against itself: its ratios are 1 by definition, so no timing pairs unless
+        a decode floor in tok/s needs its own speed."""
+        return settings.replace(speed=None) if is_reference and self.budgets.min_decode_tok_s is None else settings
+
+    def _shipped(self, c: Candidate, baseline: Candidate, report: Report, budget_lines: list[str]) -> BuiltArtifact:
         info = self.export_info[c.label]
         return BuiltArtifact(c.artifact, c.format, c.dtype, c.sparsity, c.size_bytes, baseline.artifact,
-                             baseline.size_bytes, info["parity"], info["fallbacks"], c.report, report.gate)
-
-    def _result(self, shipped, candidates, note) -> BuildResult:
-        return BuildResult(self.out, self.config, self.profile, shipped, candidates, self.prune_info,
-                           self.recovery_info, note)
+                             baseline.size_bytes, info["parity"], info["fallbacks"], c.report, report.gate,
+                             budget_lines)
 
 
 def _for_runtimes(recipe, profile: TargetProfile, context: RunContext):
     """The recipe, made to keep the stock architecture where the target ships GGUF of a family
     whose llama.cpp architecture has no per-layer widths (Qwen3, Gemma 3)."""
     family = family_of(load_config(recipe.model, context.trust_remote_code))
-    if family.gguf_per_layer or "gguf" not in {fmt for fmt, _ in profile.formats}:
+    if family.gguf_per_layer or profile.format != "gguf":
         return recipe
     note(f"{family.model_type}: llama.cpp holds no per-layer widths for it; pruning every layer to the same "
          "widths without added biases")
     return recipe.stock_layout()
 
 
-def _reference_settings(settings, is_reference: bool):
-    """The reference against itself: its ratios are 1 by definition, so no timing pairs."""
-    return settings.replace(speed=None) if is_reference else settings
+def _runtime(name: str, settings) -> str:
+    parts = [name, f"{settings.threads} threads", f"a KV cache of {settings.context_length} tokens"]
+    return ", ".join(parts + (["flash attention"] if settings.flash_attention else []))
+
+
+def _summary(d: dict | None) -> dict | None:
+    return d and {"median": d.median, "low": d.low, "high": d.high, "pairs": len(d.pairs)}
 
 
 def _fill(c: Candidate, report: Report) -> None:
@@ -352,13 +366,43 @@ def _fill(c: Candidate, report: Report) -> None:
     ratios = [p.ratio for p in run.comparison.perplexity.values()]
     c.perplexity_ratio = statistics.geometric_mean(ratios) if ratios else None
     c.max_perplexity_ratio = run.comparison.max_perplexity_ratio
-    decode = run.speed.ratio["decode_tok_s"] if run.speed else None
-    c.decode_speedup = decode and {"median": decode.median, "low": decode.low, "high": decode.high,
-                                   "pairs": len(decode.pairs)}
-    if run.speed is None and report.artifact == report.baseline:
+    c.decode_speedup = _summary(run.speed.ratio["decode_tok_s"]) if run.speed else None
+    c.decode_tok_s = _summary(run.speed.candidate_decode) if run.speed else None
+    if report.artifact == report.baseline:  # the reference: 1 by definition, whatever its A/A pairs say
         c.decode_speedup = dict(UNTIMED_SPEEDUP)
-    c.peak_memory_mb = run.memory.peak_rss_mb if run.memory else None
+    c.memory_mb = run.memory.model_mb if run.memory else None
     c.accuracy_delta = run.comparison.mean_accuracy.delta
+
+
+def _interval(d: dict) -> str:
+    return f"{d['median']:.3g}" + ("" if d["low"] is None else f" [{d['low']:.3g}, {d['high']:.3g}]")
+
+
+def _budget_lines(budgets: Budgets, c: Candidate) -> list[str]:
+    """Each budget beside the shipped artifact's figure (full tier), and whether it meets it."""
+    lines = []
+
+    def line(name, figure, text, limit, ok):
+        if limit is not None:
+            shown = "not measured" if figure is None else text
+            lines.append(f"{name}: {shown} {'meets' if figure is not None and ok else 'misses'} {limit:g}")
+    line("storage", c.size_bytes, f"{c.size_bytes / MB:.1f} MB", budgets.max_size_mb,
+         c.size_bytes / MB <= (budgets.max_size_mb or 0))
+    line("memory at the target's context", c.memory_mb, f"{c.memory_mb or 0:.0f} MB", budgets.max_memory_mb,
+         (c.memory_mb or 0) <= (budgets.max_memory_mb or 0))
+    tok_s = c.decode_tok_s
+    line("decode tok/s", tok_s, tok_s and _interval(tok_s), budgets.min_decode_tok_s,
+         tok_s and (tok_s["low"] or tok_s["median"]) >= (budgets.min_decode_tok_s or 0))
+    speedup = c.decode_speedup
+    line("decode speed-up", speedup, speedup and _interval(speedup), budgets.min_decode_speedup,
+         speedup and (speedup["low"] or speedup["median"]) >= (budgets.min_decode_speedup or 0))
+    line("worst perplexity ratio", c.max_perplexity_ratio, f"{c.max_perplexity_ratio or 0:.3f}",
+         budgets.max_perplexity_ratio, (c.max_perplexity_ratio or 0) <= (budgets.max_perplexity_ratio or 0))
+    return lines
+
+
+def _why(c: Candidate) -> str:
+    return c.verdict.split(": ", 1)[-1] if c.verdict else "not measured"
 
 
 def _unreachable(budgets, candidates, sparsity, reference: Candidate) -> str:
@@ -370,7 +414,7 @@ def _unreachable(budgets, candidates, sparsity, reference: Candidate) -> str:
             f"{reference.size_bytes / smallest.size_bytes:.2f}x")
 
 
-def _closest(budgets, candidates) -> str:
+def _closest(budgets, candidates, sparsity: float | None = None) -> str:
     """The best figure measured for each budget, and where."""
     parts = []
 
@@ -381,11 +425,16 @@ def _closest(budgets, candidates) -> str:
             parts.append(f"{text.format(figure(c))} ({c.label})")
     if budgets.max_perplexity_ratio is not None:
         best(lambda c: c.max_perplexity_ratio, min, "perplexity ratio {:.3f}")
+    if budgets.min_decode_tok_s is not None:
+        best(lambda c: c.decode_tok_s and (c.decode_tok_s["low"] or c.decode_tok_s["median"]), max,
+             "decode at least {:.1f} tok/s")
     if budgets.min_decode_speedup is not None:
-        best(lambda c: c.decode_speedup and c.decode_speedup["low"], max, "decode at least {:.2f}x")
+        best(lambda c: c.decode_speedup and (c.decode_speedup["low"] or c.decode_speedup["median"]), max,
+             "decode at least {:.2f}x")
     if budgets.max_memory_mb is not None:
-        best(lambda c: c.peak_memory_mb, min, "memory {:.0f} MB")
+        best(lambda c: c.memory_mb, min, "memory {:.0f} MB")
     if budgets.max_size_mb is not None:
         best(lambda c: c.artifact and c.size_bytes / MB, min, "size {:.4g} MB")
-    return (f"no candidate meets {budgets.describe()}; closest: {', '.join(parts) or 'none measured'}; "
+    where = "" if sparsity is None else f" at sparsity {sparsity:g}"
+    return (f"no candidate{where} meets {budgets.describe()}; closest: {', '.join(parts) or 'none measured'}; "
             "every candidate is listed in stages.json and measured in checks/")

@@ -2,8 +2,8 @@
 `gprune-edge build --config OUT/build.json` repeats it.
 
 It composes the configs of the stages it runs (the prune recipe, the distillation settings,
-the two tiers of verify settings, the budgets) instead of restating them; the target fills in
-what it decides (alignment, default sparsity). Where the build runs (device, threads, the
+the two tiers of verify settings, the budgets that replace the target's) instead of restating
+them; the target fills in what it decides (alignment, context length, threads). Where the build runs (device, threads, the
 calibration cache) is the run context, not part of the config. Layouts of earlier versions load
 (and repeat what they did); a newer version's config is refused."""
 
@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from edgecore.errors import GPruneError
+from edgecore.errors import GPruneError, note
 from edgecore.typed_config import TypedConfig, option, read_json
 from gprune.recipe import PruneRecipe
 from gprune_edge.budgets import Budgets
@@ -22,7 +22,8 @@ from recovery.config import DistillConfig
 from runtime_checks.settings import DEFAULT_DISTRIBUTIONS, SpeedSettings, VerifySettings
 from runtime_checks.tasks import TASK_NAMES
 
-BUILD_VERSION = 3  # 1: flat keys; 2: stage configs composed; 3: budgets, the search tier, resumable folder
+BUILD_VERSION = 4  # 1: flat keys; 2: stage configs composed; 3: budgets, the search tier; 4: always a search
+DEFAULT_SPARSITIES = (0.1, 0.2, 0.35, 0.5)  # the pruned candidates a search considers, beside the dense model
 BUILD_TASKS = ("arc_easy", "piqa", "hellaswag", "lambada")  # above chance at 135M (BENCHMARKS.md)
 BUILD_DISTRIBUTIONS = ("wiki", "news", "science", "code")
 # Distillation tokens a build spends unless told: what the machine does in a few minutes
@@ -45,28 +46,29 @@ def thorough_verify_settings() -> VerifySettings:
 
 
 def search_settings() -> VerifySettings:
-    """The quick tier a budget build ranks candidates by: perplexity on short windows only;
-    speed and memory are switched on when a budget names them."""
+    """The quick tier the search ranks candidates by: perplexity on short windows and decode speed
+    in at most a minute of pairs; memory is measured when a budget names it."""
     return VerifySettings(tasks=(), distributions=BUILD_DISTRIBUTIONS, limit=None, max_windows=4, seq_len=256,
-                          speed=None, memory=False)
+                          speed=SpeedSettings(max_pairs=15, max_seconds=60), memory=False)
 
 
 @dataclass
 class BuildConfig(TypedConfig):
-    """One build. `prune`, `distill`, `verify` and `search` are the stages' own configs;
-    `sparsity` defaults to the target's (None), and the target's alignment
-    replaces `prune.align`. With `budgets`, the build searches sparsities x artifact types for
-    the most accurate artifact within them (`sparsity`, when given, fixes the sparsity)."""
+    """One build: a search of `sparsities` (and the dense model) x the target's artifact types for
+    the most accurate artifact within the target's budgets, each replaced by `budgets` where set.
+    `sparsity` forces one pruning strength instead. `prune`, `distill`, `verify` and `search` are
+    the stages' own configs; the target's alignment replaces `prune.align`."""
     target: str = option(MISSING, "Device target: a built-in profile (browser, laptop-cpu, phone, raspberry-pi) or a "
                                "profile .json.")
-    sparsity: float | None = option(None, PruneRecipe.__dataclass_fields__["sparsity"].metadata["help"]
-                                    + " [default: the target's]")
+    sparsity: float | None = option(None, "Force this pruning strength instead of searching (0: the dense model "
+                                          "only); the build then names what the search would have shipped.")
+    sparsities: list[float] = field(default_factory=lambda: list(DEFAULT_SPARSITIES))
     prune: PruneRecipe = field(default_factory=PruneRecipe)
     distill_tokens: int | None = option(None, "Distil the pruned model from the dense one on this many tokens (4k, "
                                               "2M; 0 = no distillation) [default: 8k on a CPU, 2M on CUDA].")
     distill: DistillConfig = field(default_factory=DistillConfig)  # its `tokens` is replaced by distill_tokens
     verify: VerifySettings = field(default_factory=default_verify_settings)  # what is shipped
-    budgets: Budgets = field(default_factory=Budgets)
+    budgets: Budgets = field(default_factory=Budgets)  # None: the target's figure
     search: VerifySettings = field(default_factory=search_settings)  # the candidates of a budget build
     version: int = BUILD_VERSION
     what: ClassVar[str] = "build config"
@@ -78,6 +80,8 @@ class BuildConfig(TypedConfig):
                               f"({BUILD_VERSION}): upgrade gprune-edge")
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise GPruneError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if not self.sparsities or any(not 0.0 < s < 1.0 for s in self.sparsities):
+            raise GPruneError(f"sparsities must be values in (0, 1), got {self.sparsities}")
         if self.distill_tokens is not None and self.distill_tokens < 0:
             raise GPruneError(f"distill_tokens must be 0 (no distillation) or more, got {self.distill_tokens}")
 
@@ -93,14 +97,19 @@ class BuildConfig(TypedConfig):
         data = _from_flat(data) if FLAT_KEYS & set(data) else data
         if isinstance(data.get("prune"), dict) and data["prune"].get("version", 3) < 3:
             data = {"distill_tokens": 0, **data}  # builds from before recovery: repeat them without it
+        if data.get("version", 1) < 4 and data.get("sparsity") is None and not any((data.get("budgets") or {}).values()):
+            note(f"{path}: a build without budgets from before version 4 pruned at its target's sparsity, 0.2 in "
+                 "every built-in target: repeated with --sparsity 0.2")
+            data = {**data, "sparsity": 0.2}
+        data = {**data, "version": max(data.get("version", 1), BUILD_VERSION)}  # converted: the newer layout
         try:
             return cls.from_dict(data)
         except GPruneError as e:
             raise GPruneError(f"{path}: {e}") from None
 
     def recipe(self, profile: TargetProfile) -> PruneRecipe:
-        return self.prune.replace(align=profile.align,
-                                  sparsity=profile.sparsity if self.sparsity is None else self.sparsity)
+        """The prune recipe at the target's alignment (the sparsity is set per candidate)."""
+        return self.prune.replace(align=profile.align)
 
     def distill_settings(self, device_type: str) -> DistillConfig | None:
         """The distillation stage's settings on a `device_type` ("cpu", "cuda") machine, None when
@@ -110,20 +119,25 @@ class BuildConfig(TypedConfig):
             tokens = DEFAULT_DISTILL_TOKENS[device_type]
         return self.distill.replace(tokens=tokens) if tokens else None
 
-    def verify_settings(self, threads: int) -> VerifySettings:
-        return _with_threads(self.verify, threads)
+    def verify_settings(self, threads: int, profile: TargetProfile) -> VerifySettings:
+        """The full tier, on the runtime as the target runs it."""
+        return _on_target(self.verify, threads, profile)
 
-    def search_settings(self, threads: int) -> VerifySettings:
-        """The quick tier, measuring speed and memory only when a budget names them."""
-        settings = self.search.replace(memory=self.budgets.max_memory_mb is not None)
-        if self.budgets.min_decode_speedup is not None and settings.speed is None:
-            settings = settings.replace(speed=SpeedSettings(max_pairs=15, max_seconds=60))
-        return _with_threads(settings, threads)
+    def search_settings(self, threads: int, profile: TargetProfile, budgets: Budgets) -> VerifySettings:
+        """The quick tier, measuring memory when a budget names it (and speed, always, since a config
+        of version 3 left it out: candidates are compared on it)."""
+        settings = self.search.replace(memory=budgets.max_memory_mb is not None)
+        if settings.speed is None:
+            settings = settings.replace(speed=search_settings().speed)
+        return _on_target(settings, threads, profile)
 
 
-def _with_threads(settings: VerifySettings, threads: int) -> VerifySettings:
+def _on_target(settings: VerifySettings, threads: int, profile: TargetProfile) -> VerifySettings:
+    """`settings` on `threads`, with the target's context allocated (and filled by the memory probe) and
+    llama.cpp's flash attention, which keeps a per-layer-KV model's V cache at each layer's width."""
     speed = settings.speed and settings.speed.replace(threads=threads)
-    return settings.replace(threads=threads, speed=speed)
+    return settings.replace(threads=threads, speed=speed, context_length=profile.context_length,
+                            flash_attention=profile.format == "gguf")
 
 
 # The first build.json layout was flat, with renamed copies of the stages' fields.

@@ -1,6 +1,6 @@
 """The build's own report: every candidate measured, on one page.
 
-frontier.png plots accuracy (perplexity ratio to the baseline, geometric mean over the
+frontier.png plots accuracy (perplexity ratio to the reference, geometric mean over the
 distributions) against size and against measured decode speedup, the dense model quantized
 and the pruned models in one plot, the shipped artifact marked and the budgets drawn;
 report.md holds the same as a table and report.html both in one file. `summary_table` is
@@ -15,16 +15,16 @@ from edgecore.outputs import write_atomic
 from gprune_edge.budgets import MB
 from runtime_checks.report import table
 
-HEADER = ["artifact", "size MB", "decode ratio", "perplexity ratio", "zero-shot change", "verdict"]
+HEADER = ["artifact", "size MB", "memory MB", "decode tok/s", "decode ratio", "perplexity ratio",
+          "zero-shot change", "verdict"]
 
 
-def _decode(c) -> str:
-    d = c.decode_speedup
+def _interval(d: dict | None, digits: int) -> str:
     if not d:
         return "-"
     if d["low"] is None or d["pairs"] == 0:
-        return f"{d['median']:.2f}"
-    return f"{d['median']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
+        return f"{d['median']:.{digits}f}"
+    return f"{d['median']:.{digits}f} [{d['low']:.{digits}f}, {d['high']:.{digits}f}]"
 
 
 def _rows(result) -> list[list[str]]:
@@ -33,7 +33,9 @@ def _rows(result) -> list[list[str]]:
         ppl = "-" if c.perplexity_ratio is None else f"{c.perplexity_ratio:.3f} (worst {c.max_perplexity_ratio:.3f})"
         acc = "-" if c.accuracy_delta is None else f"{c.accuracy_delta:+.3f}"
         size = "-" if c.size_bytes is None else f"{c.size_bytes / MB:.1f}" + ("" if c.artifact else " (predicted)")
-        rows.append([c.label, size, _decode(c), ppl, acc, c.verdict])
+        memory = "-" if c.memory_mb is None else f"{c.memory_mb:.0f}"
+        rows.append([c.label, size, memory, _interval(c.decode_tok_s, 1), _interval(c.decode_speedup, 2), ppl, acc,
+                     c.verdict])
     return rows
 
 
@@ -52,7 +54,7 @@ def _frontier_png(result) -> bytes:
     measured = [c for c in result.candidates if c.perplexity_ratio is not None and c.size_bytes]
     with_speed = [c for c in measured if c.decode_speedup]
     fig, axes = plt.subplots(1, 2 if with_speed else 1, figsize=(13 if with_speed else 7, 4.5), squeeze=False)
-    budgets = result.config.budgets
+    budgets = result.budgets
     dtypes = sorted({c.dtype for c in measured})
     colors = {d: plt.cm.tab10(i) for i, d in enumerate(dtypes)}
     panels = [(axes[0][0], lambda c: c.size_bytes / MB, "artifact size (MB)", budgets.max_size_mb)]
@@ -92,24 +94,18 @@ def _frontier_png(result) -> bytes:
     return buffer.getvalue()
 
 
-def runtimes(result) -> str:
-    """The runtimes every candidate was measured on, e.g. "onnxruntime-web"."""
-    return ", ".join(sorted({result.target.runtime_for(c.format) for c in result.candidates}))
-
-
 def to_markdown(result) -> str:
     lines = [f"# Build for {result.target.name}", "", f"Verdict: **{result.verdict}**. Every artifact was "
-             f"verified on {runtimes(result)}, against the dense model on the same runtime."]
+             f"measured on {result.runtime}, against the dense model on the same runtime."]
     if result.note:
         lines += ["", result.note[0].upper() + result.note[1:] + "."]
-    if result.config.budgets.given:
-        lines += ["", f"Budgets: {result.config.budgets.describe()}; ratios are to {result.candidates[0].label}, "
-                      "measured on the quick tier (perplexity on short windows); the shipped artifact's full "
-                      "report is linked below."]
+    lines += ["", f"Budgets: {result.budgets.describe()}; ratios are to {result.candidates[0].label}, "
+                  "measured on the quick tier (perplexity on short windows); the shipped artifact's full "
+                  "report is linked below."]
     lines += ["", "![frontier](frontier.png)", ""] + table(HEADER, _rows(result)) + [""]
     for a in result.artifacts:
-        gate = "; ".join(a.gate.failures + a.gate.undecided) or "every threshold met"
-        lines += [f"- `{a.artifact}`: gate {a.gate.verdict} ({gate}); report [{a.report}]({a.report})"]
+        lines += [f"- `{a.artifact}`: gate {a.gate.verdict}; report [{a.report}]({a.report})"]
+        lines += [f"  - {line}" for line in a.budgets]
     return "\n".join(lines) + "\n"
 
 

@@ -3,15 +3,17 @@
     max_accuracy_drop: 0.02      # mean over tasks of (baseline - candidate) primary accuracy, 0..1
     max_perplexity_ratio: 1.5    # worst distribution's candidate / baseline perplexity
     min_decode_speedup: 1.1      # candidate / baseline decode tok/s: its interval over pairs, see below
+    min_decode_tok_s: 10         # the candidate's own decode tok/s on this machine: its interval, see below
     max_peak_memory_mb: 400      # the candidate's peak RSS in a fresh process
+    max_model_memory_mb: 300     # what loading and running the model added to that process (memory.peak_rss)
     min_top1_agreement: 0.9      # next-token argmax agreement with the baseline on the fixed text
 
 Every key is optional; an unknown key is an error (a typo must not pass the gate), and so is
 a value that is not a finite number >= 0 (the two fractions at most 1).
 A threshold whose figure was not measured (e.g. speed skipped) fails.
 
-Speed is measured with noise, so min_decode_speedup is decided on the median's interval
-(speed.ratio_interval), not the median: it passes when the interval's low end reaches the
+Speed is measured with noise, so min_decode_speedup and min_decode_tok_s are decided on the
+median's interval (speed.ratio_interval), not the median: it passes when the interval's low end reaches the
 threshold, fails when its high end is below it, and is undecided otherwise ("the machine is
 too noisy to decide"; also with too few pairs for an interval). The other thresholds are
 point checks. The verdict: "fail" if any threshold fails, else "undecided" if any is, else
@@ -47,8 +49,16 @@ def _decode_speedup(c: Comparison, run: CandidateRun):
     return c.speed_ratio.decode_tok_s if c.speed_ratio else None
 
 
+def _decode_tok_s(c: Comparison, run: CandidateRun):
+    return run.speed.candidate.decode_tok_s if run.speed else None
+
+
 def _peak_memory(c: Comparison, run: CandidateRun):
     return run.memory.peak_rss_mb if run.memory else None
+
+
+def _model_memory(c: Comparison, run: CandidateRun):
+    return run.memory.model_mb if run.memory else None
 
 
 def _top1(c: Comparison, run: CandidateRun):
@@ -60,17 +70,21 @@ CHECKS = {
     "max_accuracy_drop": (_mean_accuracy_drop, lambda v, t: v <= t, "mean accuracy drop"),
     "max_perplexity_ratio": (lambda c, run: c.max_perplexity_ratio, lambda v, t: v <= t, "worst perplexity ratio"),
     "min_decode_speedup": (_decode_speedup, lambda v, t: v >= t, "decode speedup"),
+    "min_decode_tok_s": (_decode_tok_s, lambda v, t: v >= t, "decode tok/s"),
     "max_peak_memory_mb": (_peak_memory, lambda v, t: v <= t, "peak memory (MB)"),
+    "max_model_memory_mb": (_model_memory, lambda v, t: v <= t, "model memory (MB)"),
     "min_top1_agreement": (_top1, lambda v, t: v >= t, "top-1 agreement"),
 }
 THRESHOLD_KEYS = tuple(CHECKS)
 # key -> (lowest, highest or None): beyond these a threshold is a typo or can never pass
 RANGES = {"max_accuracy_drop": (0.0, 1.0), "max_perplexity_ratio": (0.0, None), "min_decode_speedup": (0.0, None),
-          "max_peak_memory_mb": (0.0, None), "min_top1_agreement": (0.0, 1.0)}
+          "min_decode_tok_s": (0.0, None), "max_peak_memory_mb": (0.0, None), "max_model_memory_mb": (0.0, None),
+          "min_top1_agreement": (0.0, 1.0)}
 
 
-# key -> the speed ratio whose interval decides it (higher is better for each)
-INTERVAL_CHECKS = {"min_decode_speedup": "decode_tok_s"}
+# key -> the speed summary whose interval decides it (higher is better for each); None: not timed so
+INTERVAL_CHECKS = {"min_decode_speedup": lambda speed: speed.ratio["decode_tok_s"],
+                   "min_decode_tok_s": lambda speed: speed.candidate_decode}
 
 
 @dataclass
@@ -156,8 +170,8 @@ def assess(report: Report, thresholds: dict) -> tuple[list[Failure], list[Undeci
         for key, threshold in thresholds.items():
             figure_of, passes, _ = CHECKS[key]
             figure = figure_of(run.comparison, run)
-            if key in INTERVAL_CHECKS and figure is not None and run.speed is not None:
-                summary = run.speed.ratio[INTERVAL_CHECKS[key]]
+            summary = INTERVAL_CHECKS[key](run.speed) if key in INTERVAL_CHECKS and run.speed else None
+            if summary is not None and figure is not None:
                 verdict = _interval_verdict(summary, threshold)
                 if verdict == FAIL:
                     failures.append(Failure(key, run.backend, figure, threshold, summary))

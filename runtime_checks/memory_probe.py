@@ -32,12 +32,14 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--context-length", type=int, default=None)
+    parser.add_argument("--flash-attention", action="store_true")
     args = parser.parse_args(argv)
 
     from runtime_checks.backends import load_backend  # imports count toward the baseline, as in serving
 
     before_load = peak_rss_mb()
-    backend = load_backend(args.backend, args.artifact, threads=args.threads)
+    backend = load_backend(args.backend, args.artifact, args.threads, args.context_length, args.flash_attention)
     prompt = [3 + (7 * i) % (backend.vocab_size - 3) for i in range(args.prompt_tokens)]  # any valid ids
     backend.generate(prompt, args.new_tokens)
     peak = peak_rss_mb()

@@ -104,18 +104,23 @@ class SpeedComparison:
     ratio: dict[str, RatioSummary]  # figure name -> summary; > 1 is faster for tok/s, slower for ttft
     stopped_by: str | None = None  # "width", "decided", "max_pairs" or "max_seconds"; None in older reports
     seconds: float | None = None  # the speed phase, warm-up included
+    # the candidate's own decode tok/s, one value per pair, with its median's interval (an absolute
+    # floor is gated on it); None in older reports
+    candidate_decode: RatioSummary | None = None
 
     def to_dict(self) -> dict:
         return {"settings": self.settings.to_dict(), "candidate": self.candidate.to_dict(),
                 "baseline": self.baseline.to_dict(), "ratio": {k: v.to_dict() for k, v in self.ratio.items()},
-                "stopped_by": self.stopped_by, "seconds": self.seconds}
+                "stopped_by": self.stopped_by, "seconds": self.seconds,
+                "candidate_decode": self.candidate_decode and self.candidate_decode.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SpeedComparison":
         return cls(SpeedSettings.from_dict(data["settings"]), SpeedFigures.from_dict(data["candidate"]),
                    SpeedFigures.from_dict(data["baseline"]),
                    {k: RatioSummary.from_dict(v) for k, v in data["ratio"].items()},
-                   data.get("stopped_by"), data.get("seconds"))
+                   data.get("stopped_by"), data.get("seconds"),
+                   _optional(RatioSummary, data.get("candidate_decode")))
 
 
 @dataclass

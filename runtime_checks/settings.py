@@ -31,7 +31,7 @@ MAX_TOKENS = 8192  # longest window/prompt: beyond it logits alone run to gigaby
 # field -> (lowest, highest or None): the valid range of each count; None values (limit: every
 # question, threads: the runtime's default) are not checked
 BOUNDS = {"limit": (1, None), "max_windows": (1, None), "seq_len": (2, MAX_TOKENS),
-          "parity_tokens": (2, MAX_TOKENS), "threads": (1, None)}
+          "parity_tokens": (2, MAX_TOKENS), "threads": (1, None), "context_length": (32, None)}
 SPEED_BOUNDS = {"pairs": (1, None), "prefill_tokens": (1, MAX_TOKENS), "prompt_tokens": (1, MAX_TOKENS),
                 "decode_tokens": (1, MAX_TOKENS), "threads": (1, None), "max_pairs": (1, None),
                 "confidence": (0.5, 0.999), "target_width": (0.0, None), "max_seconds": (0.0, None)}
@@ -113,6 +113,13 @@ class VerifySettings(TypedConfig):
     parity_tokens: int = 256
     speed: SpeedSettings | None = field(default_factory=SpeedSettings)  # None skips speed
     memory: bool = True
+    # The runtime as the device runs it: a KV cache for this many tokens (llama.cpp allocates it at load;
+    # the memory probe fills it, on every runtime) and llama.cpp's flash attention, without which a
+    # per-layer-KV model's V cache is padded to its widest layer. None / False: the runtime's defaults.
+    # Flash attention changes llama.cpp's logits a little (SmolLM2 q8_0: KL 0.004, perplexity -0.3%):
+    # candidate and baseline run with the same setting.
+    context_length: int | None = None
+    flash_attention: bool = False
     what: ClassVar[str] = "verify settings"
 
     def validate(self) -> None:
@@ -121,3 +128,12 @@ class VerifySettings(TypedConfig):
         for name, (low, high) in BOUNDS.items():
             note = " (null for every question)" if name == "limit" else ""
             check_range(self._where(name), getattr(self, name), low, high, note)
+
+    def runtime_context(self) -> int | None:
+        """The context a runtime is loaded with to evaluate and time: `context_length`, or more when a
+        window, prompt or the parity text is longer (the memory probe holds exactly `context_length`)."""
+        if self.context_length is None:
+            return None
+        speed = (self.speed.prefill_tokens + 1, self.speed.prompt_tokens + self.speed.decode_tokens) \
+            if self.speed else ()
+        return max(self.context_length, self.seq_len, self.parity_tokens, *speed)

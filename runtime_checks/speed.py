@@ -147,4 +147,5 @@ def compare_speed(candidate, baseline, prompt_source: list[int], settings: Speed
                for name in FIGURES},
         stopped_by=stopped_by,
         seconds=clock() - started,
+        candidate_decode=ratio_summary(samples["candidate"].values["decode_tok_s"], settings.confidence),
     )

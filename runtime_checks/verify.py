@@ -78,12 +78,17 @@ def fixed_text_ids(tokenizer, length: int) -> list[int]:
     return window[0].tolist()
 
 
+def _load(name: str, spec, settings: VerifySettings):
+    return load_backend(name, spec, settings.threads, settings.runtime_context(), settings.flash_attention)
+
+
 def _run(backend, spec, name: str, tokenizer, settings: VerifySettings) -> Run:
     """Accuracy, memory and size of one model on one backend."""
     measured = accuracy.evaluate(backend, tokenizer, settings.tasks, settings.distributions, settings.limit,
                                  settings.seed, settings.seq_len, settings.max_windows)
     return Run(artifact=footprint(spec), backend=name, tasks=measured["tasks"], perplexity=measured["perplexity"],
-               memory=peak_rss(spec, name, settings.threads) if settings.memory else None)
+               memory=peak_rss(spec, name, settings.threads, settings.context_length, settings.flash_attention)
+               if settings.memory else None)
 
 
 def _baseline_run(base, baseline, name: str, tokenizer, settings: VerifySettings, tokenizer_from,
@@ -116,7 +121,7 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
     check_inputs(artifact, baseline, backends, baseline_backend, settings)
     vocab = {}
     for name in backends:  # a file the runtime rejects must fail now, not after the baseline's evaluation
-        with load_backend(name, artifact, settings.threads) as cand:
+        with _load(name, artifact, settings) as cand:
             vocab[name] = cand.vocab_size
     tokenizer = load_tokenizer(tokenizer_from or baseline)
     prompt = fixed_text_ids(tokenizer, max(settings.parity_tokens, settings.speed.prefill_tokens
@@ -124,14 +129,15 @@ def run_verification(artifact, baseline, backends=None, baseline_backend: str | 
     parity_ids = prompt[:settings.parity_tokens]
     env = environment(settings.threads)  # dated when measuring starts
     candidates = []
-    with load_backend(baseline_backend, baseline, settings.threads) as base:
+    with _load(baseline_backend, baseline, settings) as base:
         check_vocabularies(artifact, vocab, baseline, base.vocab_size, tokenizer_from or baseline, len(tokenizer))
         baseline_run, cached = _baseline_run(base, baseline, baseline_backend, tokenizer, settings, tokenizer_from,
                                              reuse_baseline)
         base_logits = base.logits(parity_ids)
         for name in tqdm(backends, desc="candidate backends", unit="backend", leave=False):
-            with load_backend(name, artifact, settings.threads) as cand:
-                run = _run(cand, artifact, name, tokenizer, settings)
+            with _load(name, artifact, settings) as cand:
+                same = name == baseline_backend and Path(str(artifact)).resolve() == Path(str(baseline)).resolve()
+                run = baseline_run if same else _run(cand, artifact, name, tokenizer, settings)  # itself: measured once
                 parity = compare_logits(base_logits, cand.logits(parity_ids), parity_ids)
                 speed = (compare_speed(cand, base, prompt, settings.speed, decide=decode_threshold)
                          if settings.speed else None)

@@ -38,6 +38,6 @@ def tiny_dir(path, **overrides):
 
 def write_target(path, **fields):
     profile = {"name": "tiny", "description": "test target", "artifacts": ["gguf:f16"], "align": 8, "threads": 1,
-               "context_length": 256, "sparsity": 0.3, "gate": {}}
+               "context_length": 256, "version": 2}
     path.write_text(json.dumps({**profile, **fields}))
     return path

@@ -1,5 +1,5 @@
 """Settings the tool checks before any work, so that a typo costs seconds, not a 45-minute
-build: target profiles (gate keys and values, field types), devices, method options,
+build: target profiles (budgets, field types, the first layout's gate keys), devices, method options,
 calibration sizes, threads. Each is one `Error:` line naming the setting, exit status 1, and
 no output. (Verification settings and gate files: test_bad_inputs_verify.py.)"""
 
@@ -14,14 +14,16 @@ def model(tmp_path):
 
 
 @pytest.mark.parametrize("fields, needle", [
-    ({"gate": {"max_perplexity_ratoi": 2.0}}, "unknown threshold key(s) max_perplexity_ratoi"),
-    ({"gate": {"max_perplexity_ratio": "2"}}, "max_perplexity_ratio"),
-    ({"gate": {"max_peak_memory_mb": -5}}, "max_peak_memory_mb"),
+    ({"max_perplexity_ratoi": 2.0}, "has no option 'max_perplexity_ratoi'"),
+    ({"max_perplexity_ratio": "2"}, "max_perplexity_ratio"),
+    ({"memory_mb": -5}, "memory_mb must be above 0"),
     ({"align": "32"}, "'align' must be int"),
     ({"artifacts": "gguf:f16"}, "'artifacts' must be a list"),
-    ({"sparsity": 1.5}, "sparsity in [0, 1)"),
+    ({"version": 1, "sparsity": 0.2, "gate": {"max_perplexity_ratoi": 2.0}}, "gate key max_perplexity_ratoi has no"),
     ({"threads": 0}, "threads"),
-], ids=["gate-typo", "gate-string", "gate-negative", "align-string", "artifacts-string", "sparsity", "threads"])
+    ({"sources": {"memory": "a guess"}}, "sources names no figure memory"),
+], ids=["typo", "string", "negative", "align-string", "artifacts-string", "first-layout-gate-typo", "threads",
+        "source-typo"])
 def test_a_bad_target_profile_fails_before_pruning(tmp_path, model, fields, needle):
     out = tmp_path / "build"
     refused(run("build", "--target", write_target(tmp_path / "t.json", **fields), "-m", model, "--out", out), needle)

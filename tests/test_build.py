@@ -1,6 +1,6 @@
-"""`gprune-edge build` end to end on a tiny model: prune -> GGUF + ONNX (pruned and
-dense) -> verify on llama.cpp and onnxruntime -> gate, and its exit codes; the budget
-search; a killed build continued by the same command."""
+"""`gprune-edge build` end to end on a tiny model: the search within a target's budgets (the
+dense model quantized included, nothing dominated shipped), a forced --sparsity, gates and exit
+codes, target profiles old and new, and a killed build continued by the same command."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tiny import tiny_model, tiny_tokenizer
 
 from edgecore.errors import GPruneError
 from gprune_edge.build import BuildConfig
+from gprune_edge.candidates import Candidate, dominates
 from gprune_edge.cli import cli
 
 
@@ -20,11 +21,15 @@ def run(*args):
     return CliRunner().invoke(cli, ["build", *map(str, args)])
 
 
-def write_target(path, gate, artifacts=("gguf:f16", "onnx:fp32"), **extra):
+def write_target(path, artifacts=("gguf:f16", "gguf:q8_0"), **fields):
     path.write_text(json.dumps({"name": "tiny-device", "description": "test target", "artifacts": list(artifacts),
-                                "align": 8, "threads": 1, "context_length": 256, "sparsity": 0.3, "gate": gate,
-                                **extra}))
+                                "align": 8, "threads": 1, "context_length": 256, "version": 2, **fields}))
     return path
+
+
+def candidates_of(out) -> list[Candidate]:
+    data = json.loads((out / "build.json").read_text())["candidates"]
+    return [Candidate(**{k: v for k, v in c.items() if k != "label"}) for c in data]
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +39,16 @@ def setup(tmp_path_factory):
     tiny_tokenizer().save_pretrained(root / "tiny")
     text = root / "calib.txt"
     text.write_text("\n\n".join("".join(chr(33 + (i * 7 + j) % 90) for j in range(300)) for i in range(40)))
-    target = str(write_target(root / "target.json", {"max_perplexity_ratio": 1e6}))
+    target = str(write_target(root / "target.json", max_perplexity_ratio=1e6))
     config = BuildConfig.from_dict({
-        "target": target,
+        "target": target, "sparsities": [0.3],
         "prune": {"model": str(root / "tiny"), "calib": [str(text)], "n_samples": 4, "seq_len": 32},
         "distill_tokens": 256, "distill": {"data": [str(text)], "seq_len": 32, "batch_size": 4, "eval_windows": 2},
         "verify": {"tasks": ["arc_easy"], "limit": 2, "distributions": ["news"], "max_windows": 2, "seq_len": 64,
-                   "speed": {"pairs": 1}}})
+                   "speed": {"pairs": 1}},
+        # speed off in the search: dominance then rests on exact figures (size, perplexity, memory)
+        "search": {"tasks": [], "distributions": ["news"], "max_windows": 2, "seq_len": 64, "limit": None,
+                   "speed": None}})
     (root / "config.json").write_text(json.dumps(config.to_dict()))
     # the first build.json layout: flat, with renamed copies of the stages' fields
     flat = {"target": target, "model": str(root / "tiny"), "calib": [str(text)], "n_samples": 4, "calib_seq_len": 32,
@@ -53,7 +61,9 @@ def setup(tmp_path_factory):
 def test_a_build_config_of_the_previous_layout_loads_as_the_same_config(setup):
     old, new = BuildConfig.load(setup / "flat.json"), BuildConfig.load(setup / "config.json")
     assert old.distill_tokens == 0 and not old.prune.reconstruct  # it had neither stage: it repeats without them
-    same = new.replace(distill_tokens=0, distill=old.distill, prune=new.prune.replace(reconstruct=False))
+    assert old.sparsity == 0.2  # it pruned at its target's sparsity, not a search
+    same = new.replace(distill_tokens=0, distill=old.distill, prune=new.prune.replace(reconstruct=False),
+                       sparsity=0.2, sparsities=old.sparsities, search=old.search)
     assert old == same and old.prune.n_samples == 4 and old.verify.speed.pairs == 1
 
 
@@ -74,38 +84,87 @@ def test_build_config_refuses_unknown_keys_in_its_stages(setup):
         BuildConfig.from_dict(data)
 
 
-def test_build_writes_every_artifact_and_passes_the_gate(setup, tmp_path):
+def test_the_default_build_ships_the_dense_model_when_nothing_needs_pruning(setup, tmp_path):
+    """Loose budgets: the dense model at its most accurate type wins, no model is pruned, the
+    terminal says so, and what ships is dominated by no candidate that meets the budgets."""
     out = tmp_path / "build"
     result = run("--config", setup / "config.json", "--out", out)
     assert result.exit_code == 0, result.output
-    assert "gate pass" in result.output
     summary = json.loads((out / "build.json").read_text())
-    assert summary["passed"] and summary["verdict"] == "pass"
-    assert 0.25 <= summary["prune"]["pruned30"]["sparsity"] <= 0.35
-    shipped = [a["artifact"] for a in summary["artifacts"]]
-    assert shipped == ["artifacts/pruned30-f16.gguf", "artifacts/pruned30-onnx-fp32"]
-    for artifact in summary["artifacts"]:
-        assert (out / artifact["artifact"]).exists()
-        assert (out / artifact["baseline"]).exists() and "dense" in artifact["baseline"]  # same format
-        assert artifact["size_bytes"] < artifact["baseline_size_bytes"]
-        assert artifact["export_parity"]["top1_agreement"] >= 0.95
-        report = json.loads((out / artifact["report"]).with_suffix(".json").read_text())
-        assert report["candidates"][0]["speed"]["ratio"]["decode_tok_s"]["median"] > 0
-    recipe = json.loads((out / "models" / "pruned30" / "recipe.json").read_text())
-    assert recipe["reconstruct"] is True and recipe["align"] == 8  # the target's alignment
-    assert summary["recovery"]["pruned30"]["tokens"] >= 256
-    assert (out / "models" / "pruned30-distilled" / "recovery.json").is_file()
-    assert {"report.md", "report.html", "frontier.png", "stages.json"} <= {p.name for p in out.iterdir()}
-    assert "pruned30-f16.gguf" in result.output and "decode ratio" in result.output  # the terminal table
+    within = [c for c in candidates_of(out) if c.meets]
+    shipped = next(c for c in within if c.verdict.startswith("chosen"))
+    assert summary["passed"] and shipped.sparsity == 0 and summary["artifacts"][0]["artifact"] == shipped.artifact
+    assert not any(dominates(c, shipped) for c in within)
+    assert shipped.perplexity_ratio == min(c.perplexity_ratio for c in within if not any(dominates(o, c) for o in within))
+    assert f"Nothing needs pruning: the dense model as {shipped.dtype}" in result.output
+    assert not (out / "models" / "pruned30").exists()  # nothing was pruned
+    pruned = [c for c in summary["candidates"] if c["sparsity"]]
+    assert pruned and all(c["verdict"].startswith("skipped: cannot beat") for c in pruned)
+    assert "skipped 2 of 4 candidates" in result.output
+    assert summary["runtime"] == "llama.cpp, 1 threads, a KV cache of 256 tokens, flash attention"
+    report = json.loads((out / summary["artifacts"][0]["report"]).with_suffix(".json").read_text())
+    assert report["settings"]["context_length"] == 256 and report["settings"]["flash_attention"] is True
+    assert summary["artifacts"][0]["budgets"] == ["worst perplexity ratio: 1.000 meets 1e+06"] or shipped.dtype != \
+        "f16"  # the reference against itself; another type has its own ratio
+    assert any(line.startswith("worst perplexity ratio: ") for line in summary["artifacts"][0]["budgets"])
 
 
-def test_build_exits_3_when_the_target_budget_is_missed(setup, tmp_path):
-    target = write_target(tmp_path / "strict.json", {"min_decode_speedup": 100.0}, artifacts=("gguf:f16",))
+def test_a_budget_the_dense_model_cannot_meet_ships_a_pruned_artifact(setup, tmp_path):
     out = tmp_path / "build"
-    # --config repeats the saved build; --target overrides it
-    result = run("--config", setup / "config.json", "--target", target, "--out", out)
+    # find the sizes: the dense q8_0 and what 30% pruning predicts for it
+    first = run("--config", setup / "config.json", "--sparsity", 0, "--distill-tokens", 0, "--out", out)
+    assert first.exit_code == 0, first.output
+    dense_q8 = next(c for c in candidates_of(out) if c.label == "dense-q8_0.gguf").size_bytes / 1e6
+    result = run("--config", setup / "config.json", "--max-size", dense_q8 * 0.97, "--distill-tokens", 0,
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "build.json").read_text())
+    shipped = summary["artifacts"][0]
+    assert shipped["sparsity"] == 0.3 and shipped["size_bytes"] / 1e6 <= dense_q8 * 0.97
+    assert "no dense quantization meets them" in summary["note"]
+    assert any(line.startswith("storage: ") and "meets" in line for line in shipped["budgets"])
+    assert all(c["verdict"].startswith(("misses", "skipped")) for c in summary["candidates"] if not c["sparsity"])
+
+
+def test_a_forced_sparsity_ships_and_names_what_the_search_would_have_shipped(setup, tmp_path):
+    out = tmp_path / "build"
+    result = run("--config", setup / "config.json", "--sparsity", 0.3, "--distill-tokens", 0, "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "build.json").read_text())
+    assert summary["artifacts"][0]["sparsity"] == 0.3
+    candidates = candidates_of(out)
+    shipped = next(c for c in candidates if c.verdict.startswith("chosen"))
+    over = [c.label for c in candidates if dominates(c, shipped)]
+    if over:  # which types dominate depends on the random weights' quantization error; test_candidates.py fixes a case
+        assert f"{shipped.label} is dominated by {', '.join(over)}" in summary["note"]
+    else:
+        assert "dominated" not in summary["note"]
+    within = [c for c in candidates if c.meets]
+    search = min((c for c in within if not any(dominates(o, c) for o in within)), key=lambda c: c.perplexity_ratio)
+    assert search.sparsity == 0 and f"the search would have shipped {search.label}" in summary["note"]
+    assert summary["note"][:20].lower() in result.output.lower()
+
+
+def test_build_exits_3_when_what_ships_misses_a_budget_on_the_full_tier(setup, tmp_path):
+    """The search measures on the quick tier, the gate on the full one: a quality floor between
+    the two tiers' figures (each tier on its own distribution) passes the one and fails the other."""
+    out = tmp_path / "build"
+    data = json.loads((setup / "config.json").read_text())
+    data["verify"]["distributions"] = ["news", "wiki"]
+    (tmp_path / "both.json").write_text(json.dumps(data))
+    first = run("--config", tmp_path / "both.json", "--sparsity", 0.3, "--distill-tokens", 0, "--out", out)
+    assert first.exit_code == 0, first.output
+    report = json.loads((out / json.loads((out / "build.json").read_text())["artifacts"][0]["report"])
+                        .with_suffix(".json").read_text())
+    ratios = {d: p["ratio"] for d, p in report["candidates"][0]["comparison"]["perplexity"].items()}
+    better, worse = sorted(ratios, key=ratios.get)
+    data["search"]["distributions"], data["verify"]["distributions"] = [better], [worse]
+    (tmp_path / "split.json").write_text(json.dumps(data))
+    floor = (ratios[better] + ratios[worse]) / 2
+    result = run("--config", tmp_path / "split.json", "--sparsity", 0.3, "--distill-tokens", 0,
+                 "--max-perplexity-ratio", floor, "--out", out)
     assert result.exit_code == 3, result.output
-    assert "gate fail" in result.output and "decode" in result.output
+    assert "gate fail" in result.output and f"worst perplexity ratio: {ratios[worse]:.3f} misses" in result.output
     assert not json.loads((out / "build.json").read_text())["passed"]
 
 
@@ -122,43 +181,56 @@ def test_build_bad_input(tmp_path, target_args, message):
 
 
 def test_build_rejects_an_unknown_artifact_type_before_pruning(setup, tmp_path):
-    target = write_target(tmp_path / "bad.json", {}, artifacts=("gguf:q3_weird",))
+    target = write_target(tmp_path / "bad.json", artifacts=("gguf:q3_weird",))
     out = tmp_path / "build"
     result = run("--config", setup / "config.json", "--target", target, "--out", out)
     assert result.exit_code == 1 and "unknown dtype 'q3_weird' for gguf" in result.output
     assert not out.exists()
 
 
+# ---- target profiles -------------------------------------------------------------------------------------
+
+def first_layout(path, **fields):
+    profile = {"name": "old", "description": "a profile of the first layout", "artifacts": ["gguf:q8_0", "onnx:int4"],
+               "align": 32, "threads": 4, "context_length": 1024, "sparsity": 0.2,
+               "gate": {"max_perplexity_ratio": 3.0, "max_peak_memory_mb": 768}, "search": ["gguf:q8_0", "gguf:q4_k_m"],
+               "search_sparsities": [0.0, 0.2]}
+    path.write_text(json.dumps({**profile, **fields}))
+    return path
+
+
+def test_a_target_of_the_first_layout_converts_with_a_one_line_note(tmp_path, capsys):
+    from gprune_edge.targets import load_target
+
+    profile = load_target(str(first_layout(tmp_path / "old.json")))
+    assert profile.artifacts == ["gguf:q8_0", "gguf:q4_k_m"] and profile.memory_mb == 768
+    assert profile.max_perplexity_ratio == 3.0 and profile.version == 2
+    notes = [line for line in capsys.readouterr().err.splitlines() if "first layout" in line]
+    assert len(notes) == 1 and "sparsity 0.2 dropped" in notes[0] and "onnx:int4 dropped" in notes[0]
+
+
+def test_a_target_of_the_first_layout_with_a_gate_key_no_budget_holds_fails_in_one_line(tmp_path):
+    bad = first_layout(tmp_path / "old.json", gate={"min_top1_agreement": 0.9})
+    result = CliRunner().invoke(cli, ["targets", "--check", str(bad)])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "gate key min_top1_agreement has no device budget" in result.output
+
+
+def test_the_built_in_targets_say_where_their_figures_come_from():
+    from gprune_edge.targets import BUDGET_FIELDS, load_target, target_names
+
+    for name in target_names():
+        profile = load_target(name)
+        assert profile.version == 2 and profile.memory_mb and profile.storage_mb and profile.max_perplexity_ratio
+        given = [f for f in BUDGET_FIELDS if getattr(profile, f) is not None]
+        assert set(given) <= set(profile.sources), name
+
+
 # ---- budgets ---------------------------------------------------------------------------------------------
-
-def budget_target(tmp_path, sparsities=(0.0, 0.3)):
-    return write_target(tmp_path / "search.json", {}, artifacts=("gguf:f16",),
-                        search=["gguf:f16", "gguf:q8_0"], search_sparsities=list(sparsities))
-
-
-def test_budget_build_ships_the_most_accurate_candidate_within_the_budget(setup, tmp_path):
-    out = tmp_path / "build"
-    result = run("--config", setup / "config.json", "--target", budget_target(tmp_path), "--max-size", 0.1,
-                 "--distill-tokens", 0, "--out", out)
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "build.json").read_text())
-    candidates = summary["candidates"]
-    assert [c["label"] for c in candidates] == ["dense-f16.gguf", "dense-q8_0.gguf", "pruned30-f16.gguf",
-                                                "pruned30-q8_0.gguf"]
-    for c in candidates:  # over the budget: skipped on the (predicted or exact) size, never shipped
-        if c["size_bytes"] / 1e6 > 0.1 * 1.05:
-            assert c["verdict"].startswith(("skipped", "misses"))
-    within = [c for c in candidates if c["perplexity_ratio"] is not None and c["size_bytes"] / 1e6 <= 0.1]
-    best = min(within, key=lambda c: c["perplexity_ratio"])
-    assert summary["artifacts"][0]["artifact"] == best["artifact"] and best["verdict"] == "chosen: pass"
-    assert ("dense" in summary["note"]) == (best["sparsity"] == 0) and summary["note"].lower() in result.output.lower()
-    assert (out / "reports" / best["label"] / "report.json").is_file() and (out / "frontier.png").is_file()
-
 
 def test_a_budget_nothing_can_meet_is_refused_before_pruning(setup, tmp_path):
     out = tmp_path / "build"
-    result = run("--config", setup / "config.json", "--target", budget_target(tmp_path), "--max-size", 0.0001,
-                 "--out", out)
+    result = run("--config", setup / "config.json", "--max-size", 0.0001, "--out", out)
     assert result.exit_code == 1, result.output
     last = result.output.strip().splitlines()[-1]  # above it: progress bars of the dense exports
     assert last.startswith("Error: no artifact can meet size <= 0.0001 MB") and "the smallest is about" in last
@@ -167,17 +239,16 @@ def test_a_budget_nothing_can_meet_is_refused_before_pruning(setup, tmp_path):
 
 def test_a_budget_no_measured_candidate_meets_is_refused_with_the_closest_figure(setup, tmp_path):
     out = tmp_path / "build"
-    result = run("--config", setup / "config.json", "--target", budget_target(tmp_path, sparsities=[0.0]),
-                 "--max-perplexity-ratio", 0.5, "--out", out)
+    result = run("--config", setup / "config.json", "--sparsity", 0, "--max-perplexity-ratio", 0.5, "--out", out)
     assert result.exit_code == 1, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error: no candidate meets perplexity ratio <= 0.5; closest: perplexity ratio")
+    assert last.startswith("Error: no candidate at sparsity 0 meets perplexity ratio <= 0.5; closest: perplexity ratio")
     assert (out / "checks").is_dir() and not (out / "build.json").exists()  # kept for a rerun with a looser budget
 
 
 def test_a_sparsity_that_contradicts_a_budget_is_refused(setup, tmp_path):
-    result = run("--config", setup / "config.json", "--target", budget_target(tmp_path), "--sparsity", 0.1,
-                 "--min-decode-speedup", 50, "--out", tmp_path / "build")
+    result = run("--config", setup / "config.json", "--sparsity", 0.1, "--min-decode-speedup", 50,
+                 "--out", tmp_path / "build")
     assert result.exit_code == 1 and "at sparsity 0.1 (drop --sparsity" in result.output
 
 
@@ -191,7 +262,7 @@ def test_a_killed_build_continues_where_it_stopped(setup, tmp_path):
     import subprocess
     import sys
 
-    target = write_target(tmp_path / "one.json", {"max_perplexity_ratio": 1e6}, artifacts=("gguf:f16",))
+    target = write_target(tmp_path / "one.json", artifacts=("gguf:f16",), max_perplexity_ratio=1e6)
     killer = tmp_path / "killer.py"
     killer.write_text(
         "import os, signal, sys\n"
@@ -205,8 +276,8 @@ def test_a_killed_build_continues_where_it_stopped(setup, tmp_path):
         "b.export = export\n"
         "from gprune_edge.cli import cli\n"
         "cli(sys.argv[1:])\n")
-    args = ["build", "--config", str(setup / "config.json"), "--target", str(target), "--distill-tokens", "0",
-            "--pairs", "1"]
+    args = ["build", "--config", str(setup / "config.json"), "--target", str(target), "--sparsity", "0.3",
+            "--distill-tokens", "0", "--pairs", "1"]
     out = tmp_path / "killed"
     done = subprocess.run([sys.executable, str(killer), *args, "--out", str(out)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -237,17 +308,18 @@ def test_a_killed_build_continues_where_it_stopped(setup, tmp_path):
 
 
 def test_a_changed_setting_redoes_only_what_depends_on_it(setup, tmp_path):
-    target = write_target(tmp_path / "one.json", {"max_perplexity_ratio": 1e6}, artifacts=("gguf:f16",))
+    target = write_target(tmp_path / "one.json", artifacts=("gguf:f16",), max_perplexity_ratio=1e6)
     out = tmp_path / "build"
-    args = ["--config", setup / "config.json", "--target", target, "--distill-tokens", 0, "--pairs", 1]
+    args = ["--config", setup / "config.json", "--target", target, "--sparsity", 0.3, "--distill-tokens", 0,
+            "--pairs", 1]
     assert run(*args, "--out", out).exit_code == 0
     before = json.loads((out / "stages.json").read_text())["stages"]
     assert run(*args, "--limit", 1, "--out", out).exit_code == 0  # only the verification changes
     after = json.loads((out / "stages.json").read_text())["stages"]
-    unchanged = [n for n in before if n.startswith(("prune", "export"))]
+    unchanged = [n for n in before if n.startswith(("prune", "export")) or n.endswith("(checks)")]
     assert unchanged and all(before[n]["key"] == after[n]["key"] for n in unchanged)
-    verify = [n for n in before if n.startswith("verify")]
-    assert all(before[n]["key"] != after[n]["key"] for n in verify)
+    verify = [n for n in before if n.endswith("(reports)")]  # the full tier, which the limit belongs to
+    assert verify and all(before[n]["key"] != after[n]["key"] for n in verify)
     assert json.loads((out / "build.json").read_text())["config"]["verify"]["limit"] == 1
 
 
@@ -279,17 +351,17 @@ def test_a_config_from_a_newer_version_is_refused(setup, tmp_path):
 
 def test_targets_lists_the_built_in_profiles_and_checks_a_file(tmp_path):
     result = CliRunner().invoke(cli, ["targets"])
-    assert result.exit_code == 0 and "raspberry-pi" in result.output and "budget search" in result.output
-    good = write_target(tmp_path / "good.json", {"max_perplexity_ratio": 2})
+    assert result.exit_code == 0 and "raspberry-pi" in result.output and "memory_mb 1024" in result.output
+    good = write_target(tmp_path / "good.json", max_perplexity_ratio=2)
     assert "valid target profile" in CliRunner().invoke(cli, ["targets", "--check", str(good)]).output
-    bad = write_target(tmp_path / "bad.json", {}, search=["gguf:f16", "onnx:fp32"])
+    bad = write_target(tmp_path / "bad.json", artifacts=["gguf:f16", "onnx:fp32"])
     result = CliRunner().invoke(cli, ["targets", "--check", str(bad)])
     assert result.exit_code == 1 and "more than one format" in result.output
 
 
 @needs_node
 def test_a_browser_target_verifies_on_onnxruntime_web(setup, tmp_path):
-    target = write_target(tmp_path / "web.json", {"max_perplexity_ratio": 1e6}, artifacts=["onnx:int8-dq"],
+    target = write_target(tmp_path / "web.json", artifacts=["onnx:int8-dq"], max_perplexity_ratio=1e6,
                           runtime="onnxruntime-web")
     config = BuildConfig.load(setup / "config.json").replace(target=str(target), distill_tokens=0)
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
@@ -300,10 +372,10 @@ def test_a_browser_target_verifies_on_onnxruntime_web(setup, tmp_path):
     report = json.loads((tmp_path / "build" / summary["artifacts"][0]["report"]).with_suffix(".json").read_text())
     assert report["candidates"][0]["backend"] == "onnxruntime-web" and report["baseline_run"]["backend"] == \
         "onnxruntime-web"
-    assert "verified on onnxruntime-web" in (tmp_path / "build" / "report.md").read_text()
+    assert "measured on onnxruntime-web" in (tmp_path / "build" / "report.md").read_text()
 
 
 def test_a_target_runtime_must_serve_its_format(tmp_path):
-    bad = write_target(tmp_path / "bad.json", {}, artifacts=["gguf:q8_0"], runtime="onnxruntime-web")
+    bad = write_target(tmp_path / "bad.json", artifacts=["gguf:q8_0"], runtime="onnxruntime-web")
     result = CliRunner().invoke(cli, ["targets", "--check", str(bad)])
     assert result.exit_code == 1 and "does not serve gguf" in result.output

@@ -142,7 +142,9 @@ def _report_dict(ppl_ratio=1.0, acc_delta=0.0, decode=1.2, memory=300.0, top1=0.
     speed = {"settings": dict(SPEED_SETTINGS),
              "candidate": {"prefill_tok_s": 1100.0, "decode_tok_s": 120.0, "ttft_ms": 9.0},
              "baseline": {"prefill_tok_s": 1000.0, "decode_tok_s": 100.0, "ttft_ms": 10.0}, "ratio": ratio,
-             "stopped_by": "width", "seconds": 12.5}
+             "stopped_by": "width", "seconds": 12.5,
+             "candidate_decode": {"median": 120.0, "min": 110.0, "max": 130.0, "pairs": [110.0, 120.0, 130.0],
+                                  "low": None, "high": None}}
     comparison = {
         "tasks": {"arc_easy": {"metric": "acc_norm", "candidate": 1 / 3 + acc_delta, "baseline": 1 / 3,
                                "delta": acc_delta, "chance": 0.25, "n": 3}},
@@ -162,7 +164,8 @@ def _report_dict(ppl_ratio=1.0, acc_delta=0.0, decode=1.2, memory=300.0, top1=0.
         "artifact": "/m", "baseline": "/dense",
         "settings": {"tasks": ["arc_easy", "lambada"], "distributions": ["news"], "limit": 3, "seed": 0, "seq_len": 64,
                      "max_windows": 2, "threads": 1, "parity_tokens": 256,
-                     "speed": dict(SPEED_SETTINGS), "memory": True},
+                     "speed": dict(SPEED_SETTINGS), "memory": True, "context_length": None,
+                     "flash_attention": False},
         "environment": {"date": "2026-01-01T00:00:00+00:00", "cpu": "cpu", "cores": 2, "threads": 1,
                         "platform": "Linux", "python": "3.11.7", "packages": {"torch": "2.13.0", "llama-cpp-python": None}},
         "candidates": [candidate],

@@ -18,15 +18,19 @@ from gprune_edge.cli.config_options import TokenCount, config_options, given
 @config_options(BuildConfig, only=("sparsity", "distill_tokens"), short={"sparsity": "-s"},
                 types={"distill_tokens": TokenCount()})
 @click.option("--max-size", type=float, default=None, metavar="MB",
-              help="Budget: the artifact's size in MB (10^6 bytes). Any budget makes the build search "
-                   "sparsities x the target's artifact types, the dense model quantized included.")
-@click.option("--min-decode-speedup", type=float, default=None, metavar="X",
-              help="Budget: decode tok/s at least X times the dense model's at the target's default type, "
-                   "on the target's runtime (the bound of a confidence interval, not a lucky median).")
+              help="Storage budget: the artifact's size in MB (10^6 bytes) [default: the target's storage_mb].")
 @click.option("--max-memory", type=float, default=None, metavar="MB",
-              help="Budget: peak RSS of the runtime process that loads and runs the artifact.")
+              help="Memory budget: what loading the artifact and filling the target's context adds to the "
+                   "runtime's process, KV cache included [default: the target's memory_mb].")
+@click.option("--min-decode-tok-s", type=float, default=None, metavar="N",
+              help="Decode floor: tokens/s on this machine on the target's threads, the low end of a confidence "
+                   "interval [default: the target's].")
+@click.option("--min-decode-speedup", type=float, default=None, metavar="X",
+              help="Decode floor: X times the dense model's tokens/s at the target's reference type, the low end "
+                   "of a confidence interval [default: the target's].")
 @click.option("--max-perplexity-ratio", type=float, default=None, metavar="R",
-              help="Budget: the worst distribution's perplexity at most R times the reference's.")
+              help="Quality floor: the worst distribution's perplexity at most R times the reference's "
+                   "[default: the target's].")
 @click.option("--thorough", is_flag=True,
               help="Verify what ships on every task (200 questions each) and 16 perplexity windows "
                    "instead of the quick default.")
@@ -40,16 +44,21 @@ from gprune_edge.cli.config_options import TokenCount, config_options, given
               help="Run folder. If it holds an interrupted or earlier build of the same model and target, "
                    "the build continues there and redoes only what the settings change.")
 @click.option("--overwrite", is_flag=True, help="Start over: replace OUT (a gprune-edge output) entirely.")
-def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_speedup, max_memory,
-          max_perplexity_ratio, thorough, limit, pairs, config_file, out, overwrite, **run_settings):
-    """Prune, recover, export and verify for one device target, and gate on its budgets.
+def build(target, model, method, sparsity, distill_tokens, max_size, max_memory, min_decode_tok_s,
+          min_decode_speedup, max_perplexity_ratio, thorough, limit, pairs, config_file, out, overwrite,
+          **run_settings):
+    """The most accurate artifact within a device target's budgets: prune, recover, export,
+    verify and gate.
 
-    Without budgets the build prunes at the target's sparsity (or --sparsity) and
-    checks each artifact the target runs against the dense model of the same type,
-    gated on the target's thresholds. With budgets (--max-size, --min-decode-speedup,
-    --max-memory, --max-perplexity-ratio) it searches for the most accurate artifact
-    within all of them and says so when the dense model quantized wins; a budget
-    nothing can meet is refused with the closest figure.
+    The target (`gprune-edge targets`) gives the artifact types its runtime takes and
+    its budgets: memory at its context length, storage, a decode floor and a quality
+    floor; the options above replace any of them. The build measures the dense model
+    at every type and pruned models where they can win (predictions skip the rest, and
+    the terminal says why), then ships the most accurate candidate that meets every
+    budget and that no other such candidate dominates. When that is the dense model
+    quantized, it says nothing needs pruning. --sparsity forces a pruning strength and
+    names what the search would have shipped and what dominates the forced artifact.
+    Budgets nothing can meet are refused with the closest figure.
 
     OUT (a run folder) gets models/, artifacts/, checks/ (the search), reports/
     (full verification of what ships), build.json (to repeat it with --config),
@@ -61,7 +70,7 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
     from gprune.methods import method_config
     from gprune_edge.build import build as run_build
     from gprune_edge.build_config import thorough_verify_settings
-    from gprune_edge.build_report import runtimes, summary_table
+    from gprune_edge.build_report import summary_table
     from runtime_checks.gate import EXIT_FAIL, EXIT_UNDECIDED
 
     if config_file:
@@ -83,21 +92,25 @@ def build(target, model, method, sparsity, distill_tokens, max_size, min_decode_
         settings = settings.replace(speed=settings.speed.replace(pairs=pairs) if settings.speed else None)
     overrides = {k: v for k, v in dict(target=target, sparsity=sparsity,
                                        distill_tokens=distill_tokens).items() if v is not None}
-    budgets = {k: v for k, v in dict(max_size_mb=max_size, min_decode_speedup=min_decode_speedup,
-                                     max_memory_mb=max_memory, max_perplexity_ratio=max_perplexity_ratio).items()
-               if v is not None}
+    budgets = {k: v for k, v in dict(max_size_mb=max_size, max_memory_mb=max_memory, min_decode_tok_s=min_decode_tok_s,
+                                     min_decode_speedup=min_decode_speedup,
+                                     max_perplexity_ratio=max_perplexity_ratio).items() if v is not None}
     config = config.replace(prune=recipe, verify=settings, budgets=config.budgets.replace(**budgets), **overrides)
     _log_stages()
     result = run_build(config, out, overwrite, context=RunContext(**given(RunContext, run_settings)))
-    click.echo(f"measured on {runtimes(result)}")
+    click.echo(f"measured on {result.runtime}; budgets: {result.budgets.describe()}")
     click.echo(summary_table(result))
     for label, r in result.recovery.items():
         kl = (f": held-out KL to the dense model {r['heldout_kl_before']:.4f} -> {r['heldout_kl_after']:.4f}"
               if r["heldout_kl_after"] is not None else "")
         click.echo(f"{label} distilled on {r['tokens']:,} tokens{kl}")
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)} of {len(result.candidates)} candidates without measuring them "
+                   "(their verdicts say why: a prediction beyond a budget, or no way to be more accurate)")
     for artifact in result.artifacts:
-        misses = "; ".join(artifact.gate.failures + artifact.gate.undecided)
-        click.echo(f"{artifact.artifact}: gate {artifact.gate.verdict}" + (f": {misses}" if misses else ""))
+        click.echo(f"shipped {artifact.artifact}: gate {artifact.gate.verdict}")
+        for line in artifact.budgets:
+            click.echo(f"  {line}")
     if result.note:
         click.echo(result.note[0].upper() + result.note[1:] + ".")
     click.echo(f"build written to {result.out} (report.html, build.json)")

@@ -71,10 +71,14 @@ def check_artifact(name: str, path) -> None:
         raise GPruneError(f"{path}: the torch backend cannot run an ONNX file; use --backend onnxruntime")
 
 
-def load_backend(name: str | None, path, threads: int | None = None):
-    """A loaded `Backend` for `path`; name None picks the artifact's default runtime."""
+def load_backend(name: str | None, path, threads: int | None = None, context_length: int | None = None,
+                 flash_attention: bool = False):
+    """A loaded `Backend` for `path`; name None picks the artifact's default runtime. A runtime that
+    allocates its KV cache at load gets `context_length` (None: its default) and `flash_attention`."""
     name = name or default_backend(path)
     cls = backend_class(name)
     if name != "torch" or Path(str(path)).expanduser().exists():  # torch also takes built-in names, hub ids
         check_artifact(name, path)
+    if cls.allocates_context:
+        return cls(path, threads=threads, context_length=context_length, flash_attention=flash_attention)
     return cls(path, threads=threads)

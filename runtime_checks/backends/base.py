@@ -30,6 +30,9 @@ class Backend(ABC):
     """A loaded model on one runtime."""
 
     name: str  # "torch", "llama.cpp", "onnxruntime"
+    # True: the KV cache is allocated at load for a context length (llama.cpp), and the class takes
+    # `context_length` and `flash_attention`; the others grow their cache with the sequence
+    allocates_context = False
 
     @abstractmethod
     def logits(self, ids: list[int]) -> np.ndarray:

@@ -16,8 +16,13 @@ DEFAULT_N_CTX = 2048
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
+    allocates_context = True
 
-    def __init__(self, path, threads: int | None = None, n_ctx: int = DEFAULT_N_CTX):
+    def __init__(self, path, threads: int | None = None, context_length: int | None = None,
+                 flash_attention: bool = False):
+        """`flash_attention`: llama.cpp's flash attention kernels. Without them the V cache is stored
+        transposed, and a model whose layers have different KV widths (deci) gets every layer's V cache
+        padded to the widest; with them each layer's cache has its own width."""
         import llama_cpp
 
         self.path = Path(path)
@@ -27,8 +32,8 @@ class LlamaCppBackend(Backend):
         try:
             # logits_all stays off: generate() asks for the last position only (what a llama.cpp server
             # computes), and scoring (_feed) says per batch which positions it needs
-            self._llm = llama_cpp.Llama(str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                                        verbose=False)
+            self._llm = llama_cpp.Llama(str(self.path), n_ctx=context_length or DEFAULT_N_CTX, n_threads=threads,
+                                        n_threads_batch=threads, flash_attn=flash_attention, verbose=False)
         except (ValueError, RuntimeError, OSError) as e:
             raise GPruneError(f"{self.path}: llama.cpp cannot load this GGUF ({first_line(e)})") from None
         # close before interpreter teardown: llama-cpp-python's own __del__ fails once modules are gone

@@ -1,0 +1,96 @@
+"""The artifacts a build weighs against each other, what was measured of each, and dominance.
+
+A candidate dominates another when it is at least as small, as accurate, as light in memory
+and as fast, and better in size or accuracy. Size and perplexity are exact (the same windows
+for every candidate); memory is taken as equal within MEMORY_NOISE; decode speed is measured
+in noisy pairs, so a candidate counts as "as fast" unless its interval lies wholly below the
+other's. A build never ships a dominated candidate unless `--sparsity` forced it, and then
+names what dominates it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+MEMORY_NOISE = 0.02  # peak RSS of one file moves by ~1% between fresh processes
+
+
+def model_label(sparsity: float) -> str:
+    return "dense" if sparsity == 0 else f"pruned{round(sparsity * 100):02d}"
+
+
+def artifact_name(label: str, fmt: str, dtype: str) -> str:
+    return f"{label}-{dtype}.gguf" if fmt == "gguf" else f"{label}-onnx-{dtype}"
+
+
+@dataclass
+class Candidate:
+    """One model x artifact type the build made or considered, with what was measured. Ratios are
+    to the reference: the dense model at the target's reference type."""
+    sparsity: float
+    format: str
+    dtype: str
+    artifact: str | None = None  # relative to the build folder; None: not built
+    size_bytes: int | None = None  # measured, or predicted when not built
+    perplexity_ratio: float | None = None  # geometric mean over distributions
+    max_perplexity_ratio: float | None = None  # the worst distribution's
+    decode_speedup: dict | None = None  # median, low, high (confidence interval), pairs
+    decode_tok_s: dict | None = None  # the candidate's own: median, low, high, pairs
+    memory_mb: float | None = None  # what loading it and filling the target's context added to a process
+    accuracy_delta: float | None = None  # mean zero-shot accuracy change (full tier only)
+    verdict: str = ""  # "meets budgets", "misses: ...", "skipped: ...", "chosen: <gate verdict>"
+    report: str | None = None  # the verification report (relative)
+
+    @property
+    def label(self) -> str:
+        return artifact_name(model_label(self.sparsity), self.format, self.dtype)
+
+    @property
+    def measured(self) -> bool:
+        return self.perplexity_ratio is not None
+
+    @property
+    def meets(self) -> bool:
+        return self.measured and not self.verdict.startswith(("misses", "skipped"))
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, **asdict(self)}
+
+
+def _bounds(speed: dict | None) -> tuple[float, float] | None:
+    if not speed:
+        return None
+    median = speed["median"]
+    return (median if speed["low"] is None else speed["low"]), (median if speed["high"] is None else speed["high"])
+
+
+def dominates(a: Candidate, b: Candidate) -> bool:
+    """Whether `a` is at least as good as `b` in every figure measured for both, and smaller or more accurate."""
+    if a is b or not (a.measured and b.measured):
+        return False
+    if a.size_bytes > b.size_bytes or a.perplexity_ratio > b.perplexity_ratio:
+        return False
+    if a.memory_mb is not None and b.memory_mb is not None and a.memory_mb > b.memory_mb * (1 + MEMORY_NOISE):
+        return False
+    speed_a, speed_b = _bounds(a.decode_speedup), _bounds(b.decode_speedup)
+    if speed_a and speed_b and speed_a[1] < speed_b[0]:  # a's interval wholly below b's: slower
+        return False
+    return a.size_bytes < b.size_bytes or a.perplexity_ratio < b.perplexity_ratio
+
+
+def dominating(c: Candidate, candidates: list[Candidate]) -> list[Candidate]:
+    """The measured candidates that dominate `c`, most accurate first."""
+    return sorted((o for o in candidates if dominates(o, c)), key=lambda o: o.perplexity_ratio)
+
+
+def choose(candidates: list[Candidate], forced: float | None = None) -> tuple[Candidate | None, Candidate | None]:
+    """What ships and what the search alone would ship. The search ships the most accurate candidate
+    that meets the budgets and that no other such candidate dominates; with `forced` (a sparsity),
+    the most accurate candidate at that sparsity that meets the budgets ships instead. None: nothing
+    meets them."""
+    within = [c for c in candidates if c.meets]
+    free = [c for c in within if not dominating(c, within)]
+    search = min(free, key=lambda c: c.perplexity_ratio, default=None)
+    if forced is None:
+        return search, search
+    at_forced = [c for c in within if c.sparsity == forced]
+    return min(at_forced, key=lambda c: c.perplexity_ratio, default=None), search
