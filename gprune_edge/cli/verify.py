@@ -79,8 +79,8 @@ def check_options(tasks: tuple, distributions: tuple, limit: int, windows: int, 
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory subprocesses.")
 @click.option("--gate", "gate_file", type=click.Path(), default=None,
               help="Thresholds file (JSON/YAML): max_accuracy_drop, max_perplexity_ratio, min_decode_speedup, "
-                   "max_peak_memory_mb, min_top1_agreement. min_decode_speedup is decided on the decode ratio's "
-                   f"interval. Exit status {EXIT_FAIL} when a threshold fails, {EXIT_UNDECIDED} when none fails but "
+                   "min_decode_tok_s, max_peak_memory_mb, max_model_memory_mb, min_top1_agreement. The two decode "
+                   f"thresholds are decided on their intervals. Exit status {EXIT_FAIL} when a threshold fails, {EXIT_UNDECIDED} when none fails but "
                    "one is undecided: the speed interval holds the threshold (the machine is too noisy to decide).")
 @click.option("--tokenizer", "tokenizer_from", type=click.Path(), default=None,
               help="HF directory whose tokenizer splits the text [default: the baseline's].")
