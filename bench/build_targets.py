@@ -35,7 +35,8 @@ def rows(folder: Path) -> list[str]:
 
 
 def main() -> None:
-    print("| target | artifact | size MB | memory MB | decode tok/s | decode ratio | perplexity ratio (worst) | verdict |")
+    print("| target | artifact | size MB | memory MB | decode tok/s | decode ratio | perplexity ratio (worst) "
+          "| verdict |")
     print("|---|---|---|---|---|---|---|---|")
     notes = []
     for folder in map(Path, sys.argv[1:]):

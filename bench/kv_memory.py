@@ -19,8 +19,7 @@ from pathlib import Path
 
 from common import recipe
 
-from edgecore.checkpoint import save_checkpoint
-from edgecore.loading import load_model, load_config
+from edgecore.loading import load_config, resolve
 from gprune.prune import prune
 from gprune_edge.export import export
 from runtime_checks.memory import peak_rss
@@ -34,9 +33,7 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, nargs="+", default=[1024, 4096])
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    dense_dir, pruned_dir = args.work / "dense", args.work / "pruned30"
-    if not dense_dir.exists():
-        save_checkpoint(*load_model("smollm2-135m"), dense_dir)
+    dense_dir, pruned_dir = resolve("smollm2-135m"), args.work / "pruned30"  # the built-in: a cached directory
     if not pruned_dir.exists():
         prune(recipe("gprune", 0.3), pruned_dir)
     heads = load_config(str(pruned_dir)).num_key_value_heads

@@ -61,7 +61,8 @@ class Budgets(TypedConfig):
                 "min_decode_speedup": "min_decode_speedup", "max_perplexity_ratio": "max_perplexity_ratio"}
         return {gate_key: getattr(self, name) for name, gate_key in keys.items() if getattr(self, name) is not None}
 
-    def describe(self) -> str:
+    def limits(self) -> str:
+        """The budgets in words, e.g. "size <= 4000 MB, memory <= 1024 MB"."""
         parts = {"max_size_mb": "size <= {:g} MB", "max_memory_mb": "memory <= {:g} MB",
                  "min_decode_tok_s": "decode >= {:g} tok/s", "min_decode_speedup": "decode >= {:g}x",
                  "max_perplexity_ratio": "perplexity ratio <= {:g}"}

@@ -245,9 +245,9 @@ class _Build:
             setattr(best, name, value)
         best.verdict = "chosen: " + report.gate.verdict
         shipped = self._shipped(best, reference, report, _budget_lines(self.budgets, final))
-        return BuildResult(self.out, self.config, self.profile, self.budgets, _runtime(self.profile.runtime_name, settings), [shipped],
-                           candidates, self.prune_info, self.recovery_info,
-                           self._conclusion(best, instead, candidates))
+        return BuildResult(self.out, self.config, self.profile, self.budgets,
+                           _runtime(self.profile.runtime_name, settings), [shipped], candidates, self.prune_info,
+                           self.recovery_info, self._conclusion(best, instead, candidates))
 
     def _measure(self, c: Candidate, reference: Candidate, settings) -> None:
         """Build the candidate and measure it on the quick tier; its verdict says whether it meets the budgets."""
@@ -290,7 +290,7 @@ class _Build:
         return best, (search if search is not best else None)
 
     def _conclusion(self, best: Candidate, instead: Candidate | None, candidates: list[Candidate]) -> str:
-        budgets = self.budgets.describe()
+        budgets = self.budgets.limits()
         if self.config.sparsity is not None:
             text = f"--sparsity {self.config.sparsity:g} forced {best.label}"
             if instead is not None:
@@ -305,8 +305,12 @@ class _Build:
             return (f"nothing needs pruning: the dense model as {best.dtype} is the most accurate within {budgets}"
                     + ("" if pruned else ", and no pruned model could be more accurate"))
         dense = [c for c in candidates if c.sparsity == 0]
-        return (f"pruned {best.sparsity:.0%} as {best.dtype} is the most accurate within {budgets}; no dense "
-                f"quantization meets them ({', '.join(f'{c.label}: {_why(c)}' for c in dense)})")
+        text = f"pruned {best.sparsity:.0%} as {best.dtype} is the most accurate within {budgets}"
+        within = [c for c in dense if c.meets]
+        if within:
+            d = min(within, key=lambda c: c.perplexity_ratio)
+            return f"{text}; the best dense quantization within them, {d.label}, scores {d.perplexity_ratio:.3f}"
+        return f"{text}; no dense quantization meets them ({', '.join(f'{c.label}: {_why(c)}' for c in dense)})"
 
     # helpers --------------------------------------------------------------------------
     def _predict(self, sparsities, dense: dict, reference: Candidate) -> list[Candidate]:
@@ -409,7 +413,7 @@ def _unreachable(budgets, candidates, sparsity, reference: Candidate) -> str:
     smallest = min(candidates, key=lambda c: c.size_bytes)
     where = f"at sparsity {sparsity:g} (drop --sparsity to let the build search)" if sparsity is not None else \
         "among the target's candidates"
-    return (f"no artifact can meet {budgets.describe()} {where}: the smallest is about "
+    return (f"no artifact can meet {budgets.limits()} {where}: the smallest is about "
             f"{smallest.size_bytes / MB:.4g} MB ({smallest.label}), its decode bound about "
             f"{reference.size_bytes / smallest.size_bytes:.2f}x")
 
@@ -436,5 +440,5 @@ def _closest(budgets, candidates, sparsity: float | None = None) -> str:
     if budgets.max_size_mb is not None:
         best(lambda c: c.artifact and c.size_bytes / MB, min, "size {:.4g} MB")
     where = "" if sparsity is None else f" at sparsity {sparsity:g}"
-    return (f"no candidate{where} meets {budgets.describe()}; closest: {', '.join(parts) or 'none measured'}; "
+    return (f"no candidate{where} meets {budgets.limits()}; closest: {', '.join(parts) or 'none measured'}; "
             "every candidate is listed in stages.json and measured in checks/")

@@ -3,9 +3,9 @@
 
 It composes the configs of the stages it runs (the prune recipe, the distillation settings,
 the two tiers of verify settings, the budgets that replace the target's) instead of restating
-them; the target fills in what it decides (alignment, context length, threads). Where the build runs (device, threads, the
-calibration cache) is the run context, not part of the config. Layouts of earlier versions load
-(and repeat what they did); a newer version's config is refused."""
+them; the target fills in what it decides (alignment, context length, threads). Where the build
+runs (device, threads, the calibration cache) is the run context, not part of the config. Layouts
+of earlier versions load (and repeat what they did); a newer version's config is refused."""
 
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ class BuildConfig(TypedConfig):
         data = _from_flat(data) if FLAT_KEYS & set(data) else data
         if isinstance(data.get("prune"), dict) and data["prune"].get("version", 3) < 3:
             data = {"distill_tokens": 0, **data}  # builds from before recovery: repeat them without it
-        if data.get("version", 1) < 4 and data.get("sparsity") is None and not any((data.get("budgets") or {}).values()):
+        budgets = data.get("budgets") or {}
+        if data.get("version", 1) < 4 and data.get("sparsity") is None and not any(budgets.values()):
             note(f"{path}: a build without budgets from before version 4 pruned at its target's sparsity, 0.2 in "
                  "every built-in target: repeated with --sparsity 0.2")
             data = {**data, "sparsity": 0.2}

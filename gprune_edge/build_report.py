@@ -43,6 +43,20 @@ def summary_table(result) -> str:
     return "\n".join(table(HEADER, _rows(result)))
 
 
+def _panels(result) -> list[tuple]:
+    """(x figure of a candidate: a number or an interval dict, axis label, budget line) per panel:
+    size, memory when measured, decode speed (tok/s under a tok/s floor, else the ratio) when timed."""
+    budgets, measured = result.budgets, [c for c in result.candidates if c.measured]
+    panels = [(lambda c: c.size_bytes / MB, "artifact size (MB)", budgets.max_size_mb)]
+    if any(c.memory_mb is not None for c in measured):
+        panels.append((lambda c: c.memory_mb, "memory at the target's context (MB)", budgets.max_memory_mb))
+    if budgets.min_decode_tok_s is not None and any(c.decode_tok_s for c in measured):
+        panels.append((lambda c: c.decode_tok_s, "decode tok/s (95% interval)", budgets.min_decode_tok_s))
+    elif any(c.decode_speedup for c in measured):
+        panels.append((lambda c: c.decode_speedup, "decode speedup over the reference (x)", budgets.min_decode_speedup))
+    return panels
+
+
 def _frontier_png(result) -> bytes:
     import io
 
@@ -51,33 +65,30 @@ def _frontier_png(result) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = [c for c in result.candidates if c.perplexity_ratio is not None and c.size_bytes]
-    with_speed = [c for c in measured if c.decode_speedup]
-    fig, axes = plt.subplots(1, 2 if with_speed else 1, figsize=(13 if with_speed else 7, 4.5), squeeze=False)
-    budgets = result.budgets
+    measured = [c for c in result.candidates if c.measured and c.size_bytes]
+    panels = _panels(result)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     dtypes = sorted({c.dtype for c in measured})
     colors = {d: plt.cm.tab10(i) for i, d in enumerate(dtypes)}
-    panels = [(axes[0][0], lambda c: c.size_bytes / MB, "artifact size (MB)", budgets.max_size_mb)]
-    if with_speed:
-        panels.append((axes[0][1], lambda c: c.decode_speedup["median"], "decode speedup (x)",
-                       budgets.min_decode_speedup))
     shipped = {a.artifact for a in result.artifacts}
-    for ax, x_of, xlabel, budget in panels:
-        for c in measured if ax is axes[0][0] else with_speed:
-            marker = "o" if c.sparsity == 0 else "s"
-            ax.scatter(x_of(c), c.perplexity_ratio, color=colors[c.dtype], marker=marker, s=40)
-            d = c.decode_speedup
-            if ax is not axes[0][0] and d["low"] is not None:  # the speed's confidence interval
-                ax.errorbar(d["median"], c.perplexity_ratio, xerr=[[d["median"] - d["low"]], [d["high"] - d["median"]]],
-                            color=colors[c.dtype], capsize=3, linewidth=1)
-            ax.annotate(f"{c.sparsity:.0%}" if c.sparsity else "dense", (x_of(c), c.perplexity_ratio),
-                        fontsize=7, xytext=(4, 3), textcoords="offset points")
+    for ax, (figure, xlabel, budget) in zip(axes[0], panels):
+        for c in measured:
+            x = figure(c)
+            if x is None:
+                continue
+            y = c.perplexity_ratio
+            if isinstance(x, dict):  # a timed figure: its median, with its confidence interval
+                if x["low"] is not None:
+                    ax.errorbar(x["median"], y, xerr=[[x["median"] - x["low"]], [x["high"] - x["median"]]],
+                                color=colors[c.dtype], capsize=3, linewidth=1)
+                x = x["median"]
+            ax.scatter(x, y, color=colors[c.dtype], marker="o" if c.sparsity == 0 else "s", s=40)
+            ax.annotate(f"{c.sparsity:.0%}" if c.sparsity else "dense", (x, y), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
             if c.artifact in shipped:
-                ax.scatter(x_of(c), c.perplexity_ratio, s=260, facecolors="none", edgecolors="k", linewidths=1.5)
+                ax.scatter(x, y, s=260, facecolors="none", edgecolors="k", linewidths=1.5)
         if budget is not None:
             ax.axvline(budget, color="r", linestyle="--", linewidth=1)
-        if budgets.max_perplexity_ratio is not None:
-            ax.axhline(budgets.max_perplexity_ratio, color="r", linestyle=":", linewidth=1)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("perplexity ratio (geo-mean)")
         ax.grid(alpha=0.3)
@@ -87,7 +98,7 @@ def _frontier_png(result) -> bytes:
     handles.append(plt.Line2D([], [], color="k", marker="o", markerfacecolor="none", linestyle="", markersize=12,
                               label="shipped"))
     axes[0][0].legend(handles=handles, fontsize=8)
-    fig.suptitle(f"{result.target.name}: every candidate measured (red: budgets)")
+    fig.suptitle(f"{result.target.name}: every candidate measured (red dashes: the device's budgets)")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -99,7 +110,7 @@ def to_markdown(result) -> str:
              f"measured on {result.runtime}, against the dense model on the same runtime."]
     if result.note:
         lines += ["", result.note[0].upper() + result.note[1:] + "."]
-    lines += ["", f"Budgets: {result.budgets.describe()}; ratios are to {result.candidates[0].label}, "
+    lines += ["", f"Budgets: {result.budgets.limits()}; ratios are to {result.candidates[0].label}, "
                   "measured on the quick tier (perplexity on short windows); the shipped artifact's full "
                   "report is linked below."]
     lines += ["", "![frontier](frontier.png)", ""] + table(HEADER, _rows(result)) + [""]

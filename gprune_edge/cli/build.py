@@ -98,7 +98,7 @@ def build(target, model, method, sparsity, distill_tokens, max_size, max_memory,
     config = config.replace(prune=recipe, verify=settings, budgets=config.budgets.replace(**budgets), **overrides)
     _log_stages()
     result = run_build(config, out, overwrite, context=RunContext(**given(RunContext, run_settings)))
-    click.echo(f"measured on {result.runtime}; budgets: {result.budgets.describe()}")
+    click.echo(f"measured on {result.runtime}; budgets: {result.budgets.limits()}")
     click.echo(summary_table(result))
     for label, r in result.recovery.items():
         kl = (f": held-out KL to the dense model {r['heldout_kl_before']:.4f} -> {r['heldout_kl_after']:.4f}"
