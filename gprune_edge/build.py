@@ -357,7 +357,8 @@ def _for_runtimes(recipe, profile: TargetProfile, context: RunContext):
 
 
 def _runtime(name: str, settings) -> str:
-    parts = [name, f"{settings.threads} threads", f"a KV cache of {settings.context_length} tokens"]
+    threads = f"{settings.threads} thread" + ("" if settings.threads == 1 else "s")
+    parts = [name, threads, f"a KV cache of {settings.context_length} tokens"]
     return ", ".join(parts + (["flash attention"] if settings.flash_attention else []))
 
 

@@ -102,7 +102,7 @@ def test_the_default_build_ships_the_dense_model_when_nothing_needs_pruning(setu
     pruned = [c for c in summary["candidates"] if c["sparsity"]]
     assert pruned and all(c["verdict"].startswith("skipped: cannot beat") for c in pruned)
     assert "skipped 2 of 4 candidates" in result.output
-    assert summary["runtime"] == "llama.cpp, 1 threads, a KV cache of 256 tokens, flash attention"
+    assert summary["runtime"] == "llama.cpp, 1 thread, a KV cache of 256 tokens, flash attention"
     report = json.loads((out / summary["artifacts"][0]["report"]).with_suffix(".json").read_text())
     assert report["settings"]["context_length"] == 256 and report["settings"]["flash_attention"] is True
     assert summary["artifacts"][0]["budgets"] == ["worst perplexity ratio: 1.000 meets 1e+06"] or shipped.dtype != \

@@ -175,6 +175,24 @@ def test_gate_fail_outranks_undecided_and_points_stay_points():
     assert _gate({"min_decode_speedup": 1.0}, decode=None).verdict == "fail"  # speed skipped: not measured
 
 
+def test_a_decode_floor_in_tok_s_is_decided_on_the_candidates_own_interval():
+    data = _report_dict(decode=1.2)
+    data["candidates"][0]["speed"]["candidate_decode"].update(low=112.0, high=128.0)  # median 120 tok/s
+    report = Report.from_dict(data)
+    assert gate.check(report, {"min_decode_tok_s": 100}).verdict == "pass"
+    assert gate.check(report, {"min_decode_tok_s": 120}).verdict == "undecided"
+    failed = gate.check(report, {"min_decode_tok_s": 140})
+    assert failed.failures == ["min_decode_tok_s [torch]: decode tok/s 120.000 [112.000, 128.000] (3 pairs), "
+                               "threshold 140"]
+
+
+def test_model_memory_is_what_loading_added_to_the_process():
+    # peak 450 MB, of which the interpreter and its imports 200 MB before loading
+    assert _gate({"max_model_memory_mb": 260}, memory=450.0).verdict == "pass"
+    assert _gate({"max_model_memory_mb": 240}, memory=450.0).verdict == "fail"
+    assert _gate({"max_peak_memory_mb": 440}, memory=450.0).verdict == "fail"
+
+
 def test_gate_without_an_interval_is_undecided():
     data = _report_dict(decode=2.0)
     for summary in data["candidates"][0]["speed"]["ratio"].values():
