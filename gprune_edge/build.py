@@ -38,6 +38,7 @@ from gprune_edge.export import export
 from gprune_edge.run_folder import RunFolder, remove_path, stage_key
 from gprune_edge.targets import TargetProfile, load_target
 from recovery.distill import recover
+from runtime_checks import gate
 from runtime_checks.report_schema import GateResult, Report
 from runtime_checks.verify import verify
 
@@ -197,9 +198,12 @@ class _Build:
         return key
 
     def check(self, candidate: Candidate, baseline: Candidate, settings, thresholds: dict, where: str) -> Report:
-        """Verify the candidate against the baseline artifact; fills the candidate's figures."""
+        """Verify the candidate against the baseline artifact; fills the candidate's figures. A quick
+        check is gated here, so another budget reuses its measurements (only a speed-up floor, which
+        decides how many pairs are timed, is part of its key); a full report holds its own gate."""
         runtime = self.profile.runtime_name
-        key = stage_key("verify", self.artifact(candidate), self.artifact(baseline), settings.to_dict(), thresholds,
+        keyed = thresholds if where == "reports" else thresholds.get("min_decode_speedup")
+        key = stage_key("verify", self.artifact(candidate), self.artifact(baseline), settings.to_dict(), keyed,
                         runtime)
         rel = f"{where}/{candidate.label}"
         dense_dir, _ = self._dense()
@@ -211,6 +215,7 @@ class _Build:
             return {}
         self.folder.run(f"verify {candidate.label} ({where})", rel, key, make)
         report = Report.from_dict(json.loads((self.out / rel / "report.json").read_text()))
+        report.gate = gate.check(report, thresholds)
         _fill(candidate, report)
         candidate.report = f"{rel}/report.md"
         return report
@@ -294,7 +299,8 @@ class _Build:
         if self.config.sparsity is not None:
             text = f"--sparsity {self.config.sparsity:g} forced {best.label}"
             if instead is not None:
-                text += f"; the search would have shipped {instead.label} ({instead.perplexity_ratio:.3f})"
+                text += f"; of what it measured, the search would have shipped {instead.label} " \
+                        f"({instead.perplexity_ratio:.3f})"
             over = dominating(best, [c for c in candidates if c.measured])
             if over:
                 text += f"; {best.label} is dominated by {', '.join(c.label for c in over)} (as small, as light, " \
