@@ -43,8 +43,8 @@ def main() -> None:
         print("\n".join(rows(folder)))
         build = json.loads((folder / "build.json").read_text())
         skipped = sum(c["verdict"].startswith("skipped") for c in build["candidates"])
-        notes.append(f"- {build['target']['name']} ({build['budgets']}): {build['note']}; "
-                     f"{skipped} of {len(build['candidates'])} candidates skipped")
+        notes.append(f"- {build['target']['name']}: {build['note']}; {skipped} of {len(build['candidates'])} "
+                     "candidates skipped without measuring them")
     print("\n" + "\n".join(notes))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,9 +78,11 @@ def warn_fallbacks(fallbacks: list[Fallback], dtype: str, strict: bool) -> None:
     if strict:
         raise GPruneError(f"{len(fallbacks)} tensors cannot be stored as {dtype} (strict): {fallbacks[0]}; "
                           "prune with --align 256 for k-quants (32 for q8_0) or drop --strict")
-    log.warning("%d tensors cannot be stored as %s and fall back:", len(fallbacks), dtype)
+    kinds = Counter(f.gets for f in fallbacks)  # one line, however many tensors: the list is at debug level
+    log.warning("%d tensors cannot be stored as %s and fall back (%s), e.g. %s",
+                len(fallbacks), dtype, ", ".join(f"{n} to {gets}" for gets, n in kinds.items()), fallbacks[0])
     for f in fallbacks:
-        log.warning("  %s", f)
+        log.debug("  %s", f)
 
 
 def quantize_gguf(source_gguf: Path, out: Path, dtype: str, threads: int | None = None) -> None:
