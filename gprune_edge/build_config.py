@@ -125,10 +125,10 @@ class BuildConfig(TypedConfig):
         return _on_target(self.verify, threads, profile)
 
     def search_settings(self, threads: int, profile: TargetProfile, budgets: Budgets) -> VerifySettings:
-        """The quick tier, measuring memory when a budget names it (and speed, always, since a config
-        of version 3 left it out: candidates are compared on it)."""
+        """The quick tier, measuring memory when a budget names it, and speed when a decode floor
+        needs it even if `search` leaves it out (null: candidates are then compared without it)."""
         settings = self.search.replace(memory=budgets.max_memory_mb is not None)
-        if settings.speed is None:
+        if settings.speed is None and budgets.timed:
             settings = settings.replace(speed=search_settings().speed)
         return _on_target(settings, threads, profile)
 
