@@ -33,7 +33,7 @@ from edgecore.run_context import RunContext
 from gprune.prune import prune
 from gprune_edge.budgets import MB, Budgets, kv_cache_bytes, predicted_misses, predicted_size
 from gprune_edge.build_config import BuildConfig
-from gprune_edge.candidates import Candidate, choose, dominating, model_label
+from gprune_edge.candidates import Candidate, choose, conclusion, model_label
 from gprune_edge.export import export
 from gprune_edge.run_folder import RunFolder, remove_path, stage_key
 from gprune_edge.targets import TargetProfile, load_target
@@ -252,7 +252,8 @@ class _Build:
         shipped = self._shipped(best, reference, report, _budget_lines(self.budgets, final))
         return BuildResult(self.out, self.config, self.profile, self.budgets,
                            _runtime(self.profile.runtime_name, settings), [shipped], candidates, self.prune_info,
-                           self.recovery_info, self._conclusion(best, instead, candidates))
+                           self.recovery_info,
+                           conclusion(best, instead, candidates, self.config.sparsity, self.budgets.limits()))
 
     def _measure(self, c: Candidate, reference: Candidate, settings) -> None:
         """Build the candidate and measure it on the quick tier; its verdict says whether it meets the budgets."""
@@ -293,30 +294,6 @@ class _Build:
             at = candidates if forced is None else [c for c in candidates if c.sparsity == forced]
             raise GPruneError(_closest(self.budgets, at, forced))
         return best, (search if search is not best else None)
-
-    def _conclusion(self, best: Candidate, instead: Candidate | None, candidates: list[Candidate]) -> str:
-        budgets = self.budgets.limits()
-        if self.config.sparsity is not None:
-            text = f"--sparsity {self.config.sparsity:g} forced {best.label}"
-            if instead is not None:
-                text += f"; of what it measured, the search would have shipped {instead.label} " \
-                        f"({instead.perplexity_ratio:.3f})"
-            over = dominating(best, [c for c in candidates if c.measured])
-            if over:
-                text += f"; {best.label} is dominated by {', '.join(c.label for c in over)} (as small, as light, " \
-                        "as fast within the interval, and smaller or more accurate)"
-            return text
-        if best.sparsity == 0:
-            pruned = any(c.sparsity and c.measured for c in candidates)
-            return (f"nothing needs pruning: the dense model as {best.dtype} is the most accurate within {budgets}"
-                    + ("" if pruned else ", and no pruned model could be more accurate"))
-        dense = [c for c in candidates if c.sparsity == 0]
-        text = f"pruned {best.sparsity:.0%} as {best.dtype} is the most accurate within {budgets}"
-        within = [c for c in dense if c.meets]
-        if within:
-            d = min(within, key=lambda c: c.perplexity_ratio)
-            return f"{text}; the best dense quantization within them, {d.label}, scores {d.perplexity_ratio:.3f}"
-        return f"{text}; no dense quantization meets them ({', '.join(f'{c.label}: {_why(c)}' for c in dense)})"
 
     # helpers --------------------------------------------------------------------------
     def _predict(self, sparsities, dense: dict, reference: Candidate) -> list[Candidate]:
@@ -410,10 +387,6 @@ def _budget_lines(budgets: Budgets, c: Candidate) -> list[str]:
     line("worst perplexity ratio", c.max_perplexity_ratio, f"{c.max_perplexity_ratio or 0:.3f}",
          budgets.max_perplexity_ratio, (c.max_perplexity_ratio or 0) <= (budgets.max_perplexity_ratio or 0))
     return lines
-
-
-def _why(c: Candidate) -> str:
-    return c.verdict.split(": ", 1)[-1] if c.verdict else "not measured"
 
 
 def _unreachable(budgets, candidates, sparsity, reference: Candidate) -> str:

@@ -94,3 +94,31 @@ def choose(candidates: list[Candidate], forced: float | None = None) -> tuple[Ca
         return search, search
     at_forced = [c for c in within if c.sparsity == forced]
     return min(at_forced, key=lambda c: c.perplexity_ratio, default=None), search
+
+
+def conclusion(best: Candidate, instead: Candidate | None, candidates: list[Candidate], forced: float | None,
+               limits: str) -> str:
+    """The build's answer in a sentence: what ships and why, or, under --sparsity, what the search
+    would have shipped and what dominates the forced artifact."""
+    if forced is not None:
+        text = f"--sparsity {forced:g} forced {best.label}"
+        if instead is not None:
+            text += f"; of what it measured, the search would have shipped {instead.label} " \
+                    f"({instead.perplexity_ratio:.3f})"
+        over = dominating(best, [c for c in candidates if c.measured])
+        if over:
+            text += f"; {best.label} is dominated by {', '.join(c.label for c in over)} (as small, as light, " \
+                    "as fast within the interval, and smaller or more accurate)"
+        return text
+    if best.sparsity == 0:
+        pruned = any(c.sparsity and c.measured for c in candidates)
+        return (f"nothing needs pruning: the dense model as {best.dtype} is the most accurate within {limits}"
+                + ("" if pruned else ", and no pruned model could be more accurate"))
+    text = f"pruned {best.sparsity:.0%} as {best.dtype} is the most accurate within {limits}"
+    dense = [c for c in candidates if c.sparsity == 0]
+    within = [c for c in dense if c.meets]
+    if within:
+        d = min(within, key=lambda c: c.perplexity_ratio)
+        return f"{text}; the best dense quantization within them, {d.label}, scores {d.perplexity_ratio:.3f}"
+    why = ", ".join(f"{c.label}: {c.verdict.split(': ', 1)[-1] if c.verdict else 'not measured'}" for c in dense)
+    return f"{text}; no dense quantization meets them ({why})"

@@ -2,7 +2,7 @@
 types (BENCHMARKS.md, "Budget builds"): the search never ships a candidate another one that meets
 the budgets dominates; a forced sparsity ships what it forces and names what dominates it."""
 
-from gprune_edge.candidates import Candidate, choose, dominates, dominating
+from gprune_edge.candidates import Candidate, choose, conclusion, dominates, dominating
 
 
 def measured(sparsity, dtype, mb, ppl, decode=None, memory=None, verdict="meets budgets"):
@@ -50,6 +50,21 @@ def test_a_forced_sparsity_ships_its_best_candidate_and_names_what_dominates_it(
     assert best is PRUNED20_Q8 and search is REFERENCE
     # the issue's case: the dense q4_k_m (and q3_k_m) are smaller, as fast and more accurate than pruned 20% q8_0
     assert dominating(best, candidates) == [DENSE_Q4, DENSE_Q3]
+    note = conclusion(best, search, candidates, 0.2, "perplexity ratio <= 3")
+    assert note == ("--sparsity 0.2 forced pruned20-q8_0.gguf; of what it measured, the search would have shipped "
+                    "dense-q8_0.gguf (1.000); pruned20-q8_0.gguf is dominated by dense-q4_k_m.gguf, "
+                    "dense-q3_k_m.gguf (as small, as light, as fast within the interval, and smaller or more accurate)")
+
+
+def test_the_conclusion_says_when_nothing_needs_pruning_and_when_pruning_wins():
+    assert conclusion(REFERENCE, REFERENCE, [REFERENCE, DENSE_Q4], None, "memory <= 1024 MB") == (
+        "nothing needs pruning: the dense model as q8_0 is the most accurate within memory <= 1024 MB, and no "
+        "pruned model could be more accurate")
+    over = measured(0.0, "q3_k_m", 93.5, 1.132, verdict="misses: max_model_memory_mb [llama.cpp]: 204 > 160")
+    small = measured(0.35, "q3_k_m", 74.1, 2.736)
+    assert conclusion(small, small, [over, small], None, "memory <= 160 MB") == (
+        "pruned 35% as q3_k_m is the most accurate within memory <= 160 MB; no dense quantization meets them "
+        "(dense-q3_k_m.gguf: max_model_memory_mb [llama.cpp]: 204 > 160)")
 
 
 def test_nothing_within_the_budgets_ships_nothing():
