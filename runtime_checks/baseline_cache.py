@@ -96,6 +96,8 @@ def key(baseline, backend: str, settings, tokenizer_from=None) -> str | None:
         "tasks": list(settings.tasks), "distributions": distributions, "limit": settings.limit,
         "seed": settings.seed, "seq_len": settings.seq_len, "max_windows": settings.max_windows,
         "threads": settings.threads, "memory": settings.memory,
+        # the runtime as loaded: the memory probe fills this context; flash attention changes llama.cpp's logits
+        "context_length": settings.context_length, "flash_attention": settings.flash_attention,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 

@@ -75,7 +75,7 @@ def test_a_changed_setting_misses(models, measured):
 
 @pytest.mark.parametrize("change", [{"limit": 3}, {"seed": 1}, {"seq_len": 16}, {"max_windows": 2},
                                     {"tasks": ("piqa",)}, {"distributions": ("wiki",)}, {"threads": 2},
-                                    {"memory": True}])
+                                    {"memory": True}, {"context_length": 512}, {"flash_attention": True}])
 def test_key_covers_every_setting_of_the_run(models, change):
     assert (baseline_cache.key(models[0], "torch", dataclasses.replace(SETTINGS, **change))
             != baseline_cache.key(models[0], "torch", SETTINGS))
