@@ -52,7 +52,7 @@ def build(target, model, method, sparsity, distill_tokens, max_size, max_memory,
 
     The target (`gprune-edge targets`) gives the artifact types its runtime takes and
     its budgets: memory at its context length, storage, a decode floor and a quality
-    floor; the options above replace any of them. The build measures the dense model
+    floor; the budget options replace any of them. The build measures the dense model
     at every type and pruned models where they can win (predictions skip the rest, and
     the terminal says why), then ships the most accurate candidate that meets every
     budget and that no other such candidate dominates. When that is the dense model
@@ -92,9 +92,9 @@ def build(target, model, method, sparsity, distill_tokens, max_size, max_memory,
         settings = settings.replace(speed=settings.speed.replace(pairs=pairs) if settings.speed else None)
     overrides = {k: v for k, v in dict(target=target, sparsity=sparsity,
                                        distill_tokens=distill_tokens).items() if v is not None}
-    budgets = {k: v for k, v in dict(max_size_mb=max_size, max_memory_mb=max_memory, min_decode_tok_s=min_decode_tok_s,
-                                     min_decode_speedup=min_decode_speedup,
-                                     max_perplexity_ratio=max_perplexity_ratio).items() if v is not None}
+    budgets = dict(max_size_mb=max_size, max_memory_mb=max_memory, min_decode_tok_s=min_decode_tok_s,
+                   min_decode_speedup=min_decode_speedup, max_perplexity_ratio=max_perplexity_ratio)
+    budgets = {k: v for k, v in budgets.items() if v is not None}
     config = config.replace(prune=recipe, verify=settings, budgets=config.budgets.replace(**budgets), **overrides)
     _log_stages()
     result = run_build(config, out, overwrite, context=RunContext(**given(RunContext, run_settings)))
