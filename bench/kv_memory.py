@@ -36,7 +36,9 @@ def main() -> None:
     dense_dir, pruned_dir = resolve("smollm2-135m"), args.work / "pruned30"  # the built-in: a cached directory
     if not pruned_dir.exists():
         prune(recipe("gprune", 0.3), pruned_dir)
-    heads = load_config(str(pruned_dir)).num_key_value_heads
+    config = load_config(str(pruned_dir))
+    heads = getattr(config, "num_key_value_heads_per_layer", None) or [config.num_key_value_heads] * \
+        config.num_hidden_layers
     rows = []
     for label, model_dir in (("dense", dense_dir), ("gprune30", pruned_dir)):
         gguf = args.work / f"{label}-q8_0.gguf"
@@ -51,7 +53,7 @@ def main() -> None:
                 rows.append(row)
     with RESULTS.open("a") as f:
         for row in rows:
-            f.write(json.dumps({**row, "kv_heads_per_layer": heads}) + "\n")
+            f.write(json.dumps({**row, "pruned_kv_heads_per_layer": heads}) + "\n")
 
 
 if __name__ == "__main__":
