@@ -69,7 +69,7 @@ class BuildConfig(TypedConfig):
     distill: DistillConfig = field(default_factory=DistillConfig)  # its `tokens` is replaced by distill_tokens
     verify: VerifySettings = field(default_factory=default_verify_settings)  # what is shipped
     budgets: Budgets = field(default_factory=Budgets)  # None: the target's figure
-    search: VerifySettings = field(default_factory=search_settings)  # the candidates of a budget build
+    search: VerifySettings = field(default_factory=search_settings)  # the quick tier the candidates are ranked on
     version: int = BUILD_VERSION
     what: ClassVar[str] = "build config"
     moved: ClassVar[dict] = {"threads": "a run setting now: --threads", "calib_cache": "a run setting now"}
