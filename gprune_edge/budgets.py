@@ -48,10 +48,6 @@ class Budgets(TypedConfig):
         return target.replace(**{k: v for k, v in overrides.to_dict().items() if v is not None})
 
     @property
-    def given(self) -> bool:
-        return any(getattr(self, name) is not None for name in self.field_names())
-
-    @property
     def timed(self) -> bool:
         return self.min_decode_tok_s is not None or self.min_decode_speedup is not None
 

@@ -82,9 +82,6 @@ class TargetProfile(TypedConfig):
         """The runtime_checks backend that verifies this target's artifacts."""
         return self.runtime or RUNTIMES[self.format]
 
-    def budgets(self) -> dict:
-        return {name: getattr(self, name) for name in BUDGET_FIELDS}
-
 
 def target_names() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.json"))
