@@ -11,12 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def interval(d: dict | None, digits: int) -> str:
-    if not d:
-        return "-"
-    bounds = "" if d["low"] is None else f" [{d['low']:.{digits}f}, {d['high']:.{digits}f}]"
-    return f"{d['median']:.{digits}f}{bounds}"
+from gprune_edge.candidates import interval_text
 
 
 def rows(folder: Path) -> list[str]:
@@ -30,7 +25,8 @@ def rows(folder: Path) -> list[str]:
         ppl = "-" if c["perplexity_ratio"] is None else f"{c['perplexity_ratio']:.3f} ({c['max_perplexity_ratio']:.3f})"
         name = f"**{c['label']}**" if shipped else c["label"]
         out.append(f"| {build['target']['name']} | {name} | {c['size_bytes'] / 1e6:.1f} | {memory} | "
-                   f"{interval(c['decode_tok_s'], 1)} | {interval(c['decode_speedup'], 2)} | {ppl} | {c['verdict']} |")
+                   f"{interval_text(c['decode_tok_s'], '.1f')} | {interval_text(c['decode_speedup'], '.2f')} | "
+                   f"{ppl} | {c['verdict']} |")
     return out
 
 

@@ -33,7 +33,7 @@ from edgecore.run_context import RunContext
 from gprune.prune import prune
 from gprune_edge.budgets import MB, Budgets, kv_cache_bytes, predicted_misses, predicted_size
 from gprune_edge.build_config import BuildConfig
-from gprune_edge.candidates import Candidate, choose, conclusion, model_label
+from gprune_edge.candidates import Candidate, bounds, choose, conclusion, interval_text, model_label
 from gprune_edge.export import export
 from gprune_edge.run_folder import RunFolder, remove_path, stage_key
 from gprune_edge.targets import TargetProfile, load_target
@@ -362,30 +362,25 @@ def _fill(c: Candidate, report: Report) -> None:
     c.accuracy_delta = run.comparison.mean_accuracy.delta
 
 
-def _interval(d: dict) -> str:
-    return f"{d['median']:.3g}" + ("" if d["low"] is None else f" [{d['low']:.3g}, {d['high']:.3g}]")
-
-
 def _budget_lines(budgets: Budgets, c: Candidate) -> list[str]:
-    """Each budget beside the shipped artifact's figure (full tier), and whether it meets it."""
+    """Each budget beside the shipped artifact's figure (full tier), and whether it meets it; a
+    decode floor is compared with the low end of its interval, as the gate does."""
+    low = (lambda d: d and bounds(d)[0])
+    figures = [  # name, limit, figure compared (None: not measured), as shown, higher is better
+        ("storage", budgets.max_size_mb, c.size_bytes / MB, f"{c.size_bytes / MB:.1f} MB", False),
+        ("memory at the target's context", budgets.max_memory_mb, c.memory_mb, f"{c.memory_mb or 0:.0f} MB", False),
+        ("decode tok/s", budgets.min_decode_tok_s, low(c.decode_tok_s), interval_text(c.decode_tok_s, ".3g"), True),
+        ("decode speed-up", budgets.min_decode_speedup, low(c.decode_speedup), interval_text(c.decode_speedup, ".3g"),
+         True),
+        ("worst perplexity ratio", budgets.max_perplexity_ratio, c.max_perplexity_ratio,
+         f"{c.max_perplexity_ratio or 0:.3f}", False),
+    ]
     lines = []
-
-    def line(name, figure, text, limit, ok):
+    for name, limit, figure, shown, higher in figures:
         if limit is not None:
-            shown = "not measured" if figure is None else text
-            lines.append(f"{name}: {shown} {'meets' if figure is not None and ok else 'misses'} {limit:g}")
-    line("storage", c.size_bytes, f"{c.size_bytes / MB:.1f} MB", budgets.max_size_mb,
-         c.size_bytes / MB <= (budgets.max_size_mb or 0))
-    line("memory at the target's context", c.memory_mb, f"{c.memory_mb or 0:.0f} MB", budgets.max_memory_mb,
-         (c.memory_mb or 0) <= (budgets.max_memory_mb or 0))
-    tok_s = c.decode_tok_s
-    line("decode tok/s", tok_s, tok_s and _interval(tok_s), budgets.min_decode_tok_s,
-         tok_s and (tok_s["low"] or tok_s["median"]) >= (budgets.min_decode_tok_s or 0))
-    speedup = c.decode_speedup
-    line("decode speed-up", speedup, speedup and _interval(speedup), budgets.min_decode_speedup,
-         speedup and (speedup["low"] or speedup["median"]) >= (budgets.min_decode_speedup or 0))
-    line("worst perplexity ratio", c.max_perplexity_ratio, f"{c.max_perplexity_ratio or 0:.3f}",
-         budgets.max_perplexity_ratio, (c.max_perplexity_ratio or 0) <= (budgets.max_perplexity_ratio or 0))
+            ok = figure is not None and (figure >= limit if higher else figure <= limit)
+            lines.append(f"{name}: {'not measured' if figure is None else shown} {'meets' if ok else 'misses'} "
+                         f"{limit:g}")
     return lines
 
 
@@ -410,10 +405,10 @@ def _closest(budgets, candidates, sparsity: float | None = None) -> str:
     if budgets.max_perplexity_ratio is not None:
         best(lambda c: c.max_perplexity_ratio, min, "perplexity ratio {:.3f}")
     if budgets.min_decode_tok_s is not None:
-        best(lambda c: c.decode_tok_s and (c.decode_tok_s["low"] or c.decode_tok_s["median"]), max,
+        best(lambda c: c.decode_tok_s and bounds(c.decode_tok_s)[0], max,
              "decode at least {:.1f} tok/s")
     if budgets.min_decode_speedup is not None:
-        best(lambda c: c.decode_speedup and (c.decode_speedup["low"] or c.decode_speedup["median"]), max,
+        best(lambda c: c.decode_speedup and bounds(c.decode_speedup)[0], max,
              "decode at least {:.2f}x")
     if budgets.max_memory_mb is not None:
         best(lambda c: c.memory_mb, min, "memory {:.0f} MB")

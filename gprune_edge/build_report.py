@@ -13,18 +13,11 @@ import html
 
 from edgecore.outputs import write_atomic
 from gprune_edge.budgets import MB
+from gprune_edge.candidates import interval_text
 from runtime_checks.report import table
 
 HEADER = ["artifact", "size MB", "memory MB", "decode tok/s", "decode ratio", "perplexity ratio",
           "zero-shot change", "verdict"]
-
-
-def _interval(d: dict | None, digits: int) -> str:
-    if not d:
-        return "-"
-    if d["low"] is None or d["pairs"] == 0:
-        return f"{d['median']:.{digits}f}"
-    return f"{d['median']:.{digits}f} [{d['low']:.{digits}f}, {d['high']:.{digits}f}]"
 
 
 def _rows(result) -> list[list[str]]:
@@ -34,8 +27,8 @@ def _rows(result) -> list[list[str]]:
         acc = "-" if c.accuracy_delta is None else f"{c.accuracy_delta:+.3f}"
         size = "-" if c.size_bytes is None else f"{c.size_bytes / MB:.1f}" + ("" if c.artifact else " (predicted)")
         memory = "-" if c.memory_mb is None else f"{c.memory_mb:.0f}"
-        rows.append([c.label, size, memory, _interval(c.decode_tok_s, 1), _interval(c.decode_speedup, 2), ppl, acc,
-                     c.verdict])
+        rows.append([c.label, size, memory, interval_text(c.decode_tok_s, ".1f"),
+                     interval_text(c.decode_speedup, ".2f"), ppl, acc, c.verdict])
     return rows
 
 

@@ -56,11 +56,21 @@ class Candidate:
         return {"label": self.label, **asdict(self)}
 
 
-def _bounds(speed: dict | None) -> tuple[float, float] | None:
+def bounds(speed: dict | None) -> tuple[float, float] | None:
+    """A timed figure's (low, high) interval; its median at both ends when it has none."""
     if not speed:
         return None
     median = speed["median"]
     return (median if speed["low"] is None else speed["low"]), (median if speed["high"] is None else speed["high"])
+
+
+def interval_text(speed: dict | None, spec: str) -> str:
+    """A timed figure as "median [low, high]" in format `spec` ("-": not timed)."""
+    if not speed:
+        return "-"
+    if speed["low"] is None or speed["pairs"] == 0:
+        return f"{speed['median']:{spec}}"
+    return f"{speed['median']:{spec}} [{speed['low']:{spec}}, {speed['high']:{spec}}]"
 
 
 def dominates(a: Candidate, b: Candidate) -> bool:
@@ -71,7 +81,7 @@ def dominates(a: Candidate, b: Candidate) -> bool:
         return False
     if a.memory_mb is not None and b.memory_mb is not None and a.memory_mb > b.memory_mb * (1 + MEMORY_NOISE):
         return False
-    speed_a, speed_b = _bounds(a.decode_speedup), _bounds(b.decode_speedup)
+    speed_a, speed_b = bounds(a.decode_speedup), bounds(b.decode_speedup)
     if speed_a and speed_b and speed_a[1] < speed_b[0]:  # a's interval wholly below b's: slower
         return False
     return a.size_bytes < b.size_bytes or a.perplexity_ratio < b.perplexity_ratio
