@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
 import torch
+from accelerate import init_empty_weights
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
 from edgecore.errors import GPruneError
+from edgecore.safetensors_io import ShardWriter
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ def _gemma3(name, hub_id, hidden, ffn, layers, heads, kv):
 
 
 CATALOGUE: dict[str, Shape] = {s.name: s for s in (
+    Shape("smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "llama", dict(
+        hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+        head_dim=64, vocab_size=49152, tie_word_embeddings=True, rms_norm_eps=1e-5, rope_theta=100000.0)),
     _llama("llama-3.2-1b", "meta-llama/Llama-3.2-1B", 2048, 8192, 16, 32, 8, 64, tie=True),
     _llama("llama-3.2-3b", "meta-llama/Llama-3.2-3B", 3072, 8192, 28, 24, 8, 128, tie=True),
     _llama("llama-3.1-8b", "meta-llama/Llama-3.1-8B", 4096, 14336, 32, 32, 8, 128, tie=False),
@@ -77,6 +84,25 @@ def shape_config(name: str, layers: int | None = None, vocab: int | None = None)
     if vocab is not None:
         fields["vocab_size"] = vocab
     return AutoConfig.for_model(shape.model_type, **fields)
+
+
+def write_random_checkpoint(name: str, directory: str | Path, dtype=torch.bfloat16, layers: int | None = None,
+                            seed: int = 0, std: float = 0.02) -> Path:
+    """A random-weight checkpoint of catalogue shape `name` written to `directory` (safetensors shards and
+    config.json) one tensor at a time, so a shape larger than memory can be made on any machine."""
+    config = shape_config(name, layers)
+    with init_empty_weights(include_buffers=False):
+        empty = AutoModelForCausalLM.from_config(config)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    writer, g = ShardWriter(directory), torch.Generator().manual_seed(seed)
+    for tensor_name, p in empty.state_dict().items():
+        if not (config.tie_word_embeddings and tensor_name == "lm_head.weight"):
+            writer.add(tensor_name, torch.empty(p.shape, dtype=dtype).normal_(0, std, generator=g))
+    writer.close()
+    config.dtype = dtype
+    config.save_pretrained(directory)
+    return directory
 
 
 def random_model(name: str, layers: int | None = None, vocab: int | None = None, dtype=torch.float32,

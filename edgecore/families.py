@@ -62,6 +62,11 @@ class Family:
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.get_submodule(self.layers_path)
 
+    @property
+    def body_path(self) -> str:
+        """Where the decoder stack sits (embeddings, layers, final norm): "model" in the causal LM."""
+        return self.layers_path.rsplit(".", 1)[0]
+
     def final_norm(self, model: nn.Module) -> nn.Module:
         return model.get_submodule(self.final_norm_path)
 

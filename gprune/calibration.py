@@ -12,25 +12,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from edgecore import textdata
-from edgecore.devices import model_device
 from edgecore.errors import GPruneError
-from edgecore.families import family_of
 from edgecore.fingerprint import model_fingerprint
-from edgecore.outputs import write_atomic
+from edgecore.model_layers import model_layers
+from edgecore.outputs import publish_dir, scratch_dir
 from edgecore.pinned import cache_dir
+from edgecore.safetensors_io import read_header
 from gprune.stats import ChannelStats
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEFAULT_SOURCES = ("wiki", "news", "code")  # offline, so `prune --method gprune` needs no data options
 
 
@@ -58,7 +59,7 @@ class LayerCalib:
 @dataclass
 class Calibration:
     sources: list[str]
-    layers: list[list[LayerCalib]]  # [layer][dataset]
+    layers: Sequence[list[LayerCalib]]  # [layer][dataset]: a list, or StoredRows read from disk
     timing: dict = field(default_factory=dict)
 
 
@@ -81,9 +82,9 @@ class _Stop(Exception):
 
 @torch.no_grad()
 def capture_layer_inputs(model, ids: torch.Tensor, batch_size: int, device: torch.device):
-    """Hidden states entering decoder layer 0 and the keyword arguments it is called with, per batch."""
-    family = family_of(model.config)
-    first = family.decoder_layers(model)[0]
+    """Hidden states entering decoder layer 0 and the keyword arguments it is called with, per batch.
+    `model`: a model in memory or `ModelLayers` (only the modules before the first layer are loaded)."""
+    layers = model_layers(model)
     captured = []
 
     def grab(module, args, kwargs):
@@ -92,22 +93,17 @@ def capture_layer_inputs(model, ids: torch.Tensor, batch_size: int, device: torc
         captured.append((hidden, dict(kwargs)))
         raise _Stop
 
-    body = model.model
-    home = {name: model_device(m) for name, m in body.named_children()
-            if name != "layers" and any(True for _ in m.parameters())}
-    for name in home:
-        getattr(body, name).to(device)
-    handle = first.register_forward_pre_hook(grab, with_kwargs=True)
-    try:
-        for batch in ids.split(batch_size):
-            try:
-                body(input_ids=batch.to(device), use_cache=False)
-            except _Stop:
-                pass
-    finally:
-        handle.remove()
-        for name, dev in home.items():
-            getattr(body, name).to(dev)
+    with layers.body(device) as causal_lm:
+        body = causal_lm.get_submodule(layers.family.body_path)
+        handle = layers.family.decoder_layers(causal_lm)[0].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            for batch in ids.split(batch_size):
+                try:
+                    body(input_ids=batch.to(device), use_cache=False)
+                except _Stop:
+                    pass
+        finally:
+            handle.remove()
     return captured
 
 
@@ -161,78 +157,103 @@ def _run_layer(layer, family, batches, positions: torch.Tensor) -> tuple[LayerCa
 
 
 @torch.no_grad()
-def collect(model, windows: dict[str, torch.Tensor], cfg: CalibConfig, device: torch.device | None = None
-            ) -> Calibration:
-    """Statistics of every layer on every dataset, processing one decoder layer at a time on
-    `device` (default: where the model is)."""
-    device = device or model_device(model)
-    family = family_of(model.config)
-    layers = family.decoder_layers(model)
+def collect(model, windows: dict[str, torch.Tensor], cfg: CalibConfig, device: torch.device | None = None,
+            store: Path | None = None) -> Calibration:
+    """Statistics of every layer on every dataset, processing one decoder layer at a time on `device`
+    (default: where the model is). `model`: a model in memory or `ModelLayers`. With `store`, each
+    layer's statistics are written there as soon as they are complete and read back when asked for,
+    so a model of any depth holds one layer's in memory."""
+    layers = model_layers(model)
+    device = device or layers.device
     started = time.perf_counter()
-    hidden = {name: capture_layer_inputs(model, ids, cfg.batch_size, device) for name, ids in windows.items()}
+    hidden = {name: capture_layer_inputs(layers, ids, cfg.batch_size, device) for name, ids in windows.items()}
     positions = {name: _sample_positions(ids.numel(), cfg.sample_tokens, cfg.seed + d)
                  for d, (name, ids) in enumerate(windows.items())}
-    per_layer = []
-    for layer in tqdm(layers, desc="calibrating", unit="layer", leave=False):
-        home = model_device(layer)
-        layer.to(device)
+    rows = []
+    for i, layer in tqdm(layers.each(device), total=len(layers), desc="calibrating", unit="layer", leave=False):
         row = []
         for name in windows:
-            calib, hidden[name] = _run_layer(layer, family, hidden[name], positions[name])
+            calib, hidden[name] = _run_layer(layer, layers.family, hidden[name], positions[name])
             row.append(calib)
-        layer.to(home)
-        per_layer.append(row)
+        if store is None:
+            rows.append(row)
+        else:
+            _save_row(row, store / _row_file(i))
     timing = {"calibration_s": round(time.perf_counter() - started, 3),
               "tokens": int(sum(ids.numel() for ids in windows.values()))}
-    return Calibration(list(windows), per_layer, timing)
+    if store is not None:
+        rows = StoredRows(store, len(layers), len(windows))
+        (store / "meta.json").write_text(json.dumps({"sources": list(windows), "layers": len(layers),
+                                                     "timing": timing}, indent=2))
+    return Calibration(list(windows), rows, timing)
 
 
 # ----------------------------------------------------------------------------- cache
+# One folder per (model, settings): meta.json and one safetensors file per layer, so that pruning
+# reads one layer's statistics at a time. The folder is built under a temporary name and published
+# whole (two processes calibrating the same model both get a complete copy).
 
 def cache_key(model, cfg: CalibConfig) -> str:
-    spec = json.dumps({"v": CACHE_VERSION, "model": model_fingerprint(model), "sources": list(cfg.sources),
-                       "n": cfg.n_samples, "len": cfg.seq_len, "seed": cfg.seed, "t": cfg.sample_tokens})
+    spec = json.dumps({"v": CACHE_VERSION, "model": model_fingerprint(model_layers(model)),
+                       "sources": list(cfg.sources), "n": cfg.n_samples, "len": cfg.seq_len, "seed": cfg.seed,
+                       "t": cfg.sample_tokens})
     return hashlib.sha1(spec.encode()).hexdigest()[:20]
 
 
-def save_calibration(calib: Calibration, path: Path) -> None:
+def _row_file(i: int) -> str:
+    return f"layer-{i:05d}.safetensors"
+
+
+def _save_row(row: list[LayerCalib], path: Path) -> None:
     tensors = {}
-    for i, row in enumerate(calib.layers):
-        for d, c in enumerate(row):
-            p = f"{i}.{d}"
-            tensors.update(c.down.to_tensors(f"{p}.down"))
-            tensors.update(c.o.to_tensors(f"{p}.o"))
-            tensors.update({f"{p}.down_sample": c.down_sample, f"{p}.o_sample": c.o_sample,
-                            f"{p}.mid_sqnorm": c.mid_sqnorm, f"{p}.out_sqnorm": c.out_sqnorm})
-    write_atomic(path / "stats.safetensors", save({k: v.contiguous() for k, v in tensors.items()}))
-    write_atomic(path / "meta.json", json.dumps({"sources": calib.sources, "layers": len(calib.layers),
-                                                 "timing": calib.timing}, indent=2))
+    for d, c in enumerate(row):
+        tensors.update(c.down.to_tensors(f"{d}.down"))
+        tensors.update(c.o.to_tensors(f"{d}.o"))
+        tensors.update({f"{d}.down_sample": c.down_sample, f"{d}.o_sample": c.o_sample,
+                        f"{d}.mid_sqnorm": c.mid_sqnorm, f"{d}.out_sqnorm": c.out_sqnorm})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path)
+
+
+class StoredRows(Sequence):
+    """Per-layer statistics read from a cache folder when asked for: rows[i][dataset]."""
+
+    def __init__(self, path: Path, n_layers: int, n_sources: int):
+        self.path, self.n_layers, self.n_sources = Path(path), n_layers, n_sources
+
+    def __len__(self) -> int:
+        return self.n_layers
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        t = load_file(str(self.path / _row_file(i % len(self))))
+        return [LayerCalib(ChannelStats.from_tensors(t, f"{d}.down"), ChannelStats.from_tensors(t, f"{d}.o"),
+                           t[f"{d}.down_sample"], t[f"{d}.o_sample"], t[f"{d}.mid_sqnorm"], t[f"{d}.out_sqnorm"])
+                for d in range(self.n_sources)]
 
 
 def load(path: Path) -> Calibration:
+    """A cached calibration, every layer's file checked whole (read_header) but none loaded yet."""
     meta = json.loads((path / "meta.json").read_text())
-    t = load_file(str(path / "stats.safetensors"))
-    layers = []
     for i in range(meta["layers"]):
-        row = []
-        for d in range(len(meta["sources"])):
-            p = f"{i}.{d}"
-            row.append(LayerCalib(ChannelStats.from_tensors(t, f"{p}.down"), ChannelStats.from_tensors(t, f"{p}.o"),
-                                  t[f"{p}.down_sample"], t[f"{p}.o_sample"], t[f"{p}.mid_sqnorm"],
-                                  t[f"{p}.out_sqnorm"]))
-        layers.append(row)
-    return Calibration(meta["sources"], layers, {**meta["timing"], "cached": True})
+        read_header(path / _row_file(i))
+    return Calibration(meta["sources"], StoredRows(path, meta["layers"], len(meta["sources"])),
+                       {**meta["timing"], "cached": True})
 
 
 def calibrate(model, tokenizer, cfg: CalibConfig, cache: Path | None = None, device=None) -> Calibration:
     """Cached calibration: statistics for (model, sources, samples, seq_len, seed) are computed once,
-    one layer at a time on `device` (default: where the model is)."""
+    one layer at a time on `device` (default: where the model is). `model`: in memory or `ModelLayers`."""
     path = (cache or cache_dir() / "calib") / cache_key(model, cfg)
-    if (path / "meta.json").exists() and (path / "stats.safetensors").exists():
+    if (path / "meta.json").exists():
         try:
             return load(path)
-        except (OSError, KeyError, ValueError, SafetensorError):
-            pass  # a damaged cache is recomputed
-    calib = collect(model, calibration_windows(tokenizer, cfg), cfg, device)
-    save_calibration(calib, path)
-    return calib
+        except (OSError, KeyError, ValueError, GPruneError):
+            shutil.rmtree(path, ignore_errors=True)  # a damaged entry is recomputed
+    windows = calibration_windows(tokenizer, cfg)
+    with scratch_dir(path, "calib") as tmp:
+        fresh = collect(model, windows, cfg, device, store=tmp)
+        publish_dir(tmp, path)  # the statistics stay readable there (another process's copy holds the same)
+    return Calibration(fresh.sources, StoredRows(path, len(fresh.layers), len(fresh.sources)), fresh.timing)

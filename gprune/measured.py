@@ -14,8 +14,6 @@ import heapq
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
-
 from gprune.surgery import aligned_width
 
 
@@ -79,49 +77,75 @@ def _next_chunk(q: Queue, sub: Sublayer, chunk: int) -> list[int]:
     return q.units[q.pos:q.pos + max(0, min(chunk, room))]
 
 
-def _candidate(qi: int, queues: list[Queue], subs: list[Sublayer], chunk: int):
-    q = queues[qi]
-    sub = subs[q.sublayer]
-    units = _next_chunk(q, sub, chunk)
-    if not units:
-        return None
-    objective, delta = sub.trial(units)
-    per_param = (objective - sub.objective) / (len(units) * sub.unit_params)
-    return per_param, sub.version, qi, units, objective, delta
+@dataclass
+class Pop:
+    """One step of a sublayer's removal path: the heap entry taken, as the global greedy orders it
+    (cost per parameter, then the queue's global index), and the units it removed (none when the
+    entry was stale and its cost was measured again)."""
+    key: tuple[float, int]
+    units: list[int]
+    params: int
 
 
 @torch.no_grad()
-def greedy(subs: list[Sublayer], queues: list[Queue], target_params: float, chunks: list[int]) -> float:
-    """Remove the cheapest chunk per parameter, globally, until `target_params` are removed.
-    `chunks[s]`: chunk size of sublayer s. Returns the parameters removed."""
-    heap, extra, removed = [], {}, 0.0
-    for qi in range(len(queues)):
-        c = _candidate(qi, queues, subs, chunks[queues[qi].sublayer])
-        if c is not None:
-            extra[qi] = c[3:]
-            heapq.heappush(heap, (c[0], qi, c[1]))
-    bar = tqdm(total=round(target_params), desc="allocating", unit="param", unit_scale=True, leave=False)
-    while heap and removed < target_params:
-        _, qi, version = heapq.heappop(heap)
-        q = queues[qi]
-        sub = subs[q.sublayer]
-        if version != sub.version:  # the sublayer changed since this cost was measured: re-measure
-            c = _candidate(qi, queues, subs, chunks[q.sublayer])
-            if c is not None:
-                extra[qi] = c[3:]
-                heapq.heappush(heap, (c[0], qi, c[1]))
-            continue
-        units, objective, delta = extra.pop(qi)
-        sub.apply(units, objective, delta)
-        q.pos += len(units)
-        removed += len(units) * sub.unit_params
-        bar.update(len(units) * sub.unit_params)
-        c = _candidate(qi, queues, subs, chunks[q.sublayer])
-        if c is not None:
-            extra[qi] = c[3:]
-            heapq.heappush(heap, (c[0], qi, c[1]))
-    bar.close()
-    return removed
+def removal_path(sub: Sublayer, queues: list[Queue], first: int, chunk: int) -> list[Pop]:
+    """Every step the global lazy greedy takes on this sublayer, to the end of its queues.
+
+    The global greedy keeps one heap entry per queue (its next chunk's cost per parameter, measured
+    when the sublayer last changed) and repeatedly pops the cheapest: a stale entry is measured again
+    and pushed back, a current one is removed. Which of a sublayer's entries comes first depends only
+    on that sublayer's entries, so its sequence of pops can be worked out one layer at a time (with
+    only that layer in memory), and the global order is the merge of the sequences (`merge_paths`).
+    `first`: the global index of `queues[0]`; queue positions are left where the path ends."""
+    heap, pending, path = [], {}, []
+
+    def push(j: int) -> None:
+        units = _next_chunk(queues[j], sub, chunk)
+        if units:
+            objective, delta = sub.trial(units)
+            pending[j] = (units, objective, delta, sub.version)
+            heapq.heappush(heap, ((objective - sub.objective) / (len(units) * sub.unit_params), first + j))
+
+    for j in range(len(queues)):
+        push(j)
+    while heap:
+        cost, qi = heapq.heappop(heap)
+        j = qi - first
+        units, objective, delta, version = pending.pop(j)
+        if version != sub.version:  # the sublayer changed since this cost was measured: measure again
+            path.append(Pop((cost, qi), [], 0))
+        else:
+            sub.apply(units, objective, delta)
+            queues[j].pos += len(units)
+            path.append(Pop((cost, qi), units, len(units) * sub.unit_params))
+        push(j)
+    return path
+
+
+def merge_paths(paths: list[list[Pop]], target_params: float) -> list[int]:
+    """How many steps of each sublayer's path the global greedy takes before `target_params` are
+    removed: the paths merged by their heap keys, as one heap over all queues would pop them."""
+    taken = [0] * len(paths)
+    heads = [(path[0].key, s) for s, path in enumerate(paths) if path]
+    heapq.heapify(heads)
+    removed = 0.0
+    while heads and removed < target_params:
+        _, s = heapq.heappop(heads)
+        removed += paths[s][taken[s]].params
+        taken[s] += 1
+        if taken[s] < len(paths[s]):
+            heapq.heappush(heads, (paths[s][taken[s]].key, s))
+    return taken
+
+
+@torch.no_grad()
+def replay(sub: Sublayer, queues: list[Queue], first: int, path: list[Pop]) -> None:
+    """Remove what `path` removed, in its order (the same arithmetic, so the same state)."""
+    for pop in path:
+        if pop.units:
+            objective, delta = sub.trial(pop.units)
+            sub.apply(pop.units, objective, delta)
+            queues[pop.key[1] - first].pos += len(pop.units)
 
 
 @torch.no_grad()

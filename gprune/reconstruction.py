@@ -29,40 +29,44 @@ from gprune.calibration import capture_layer_inputs
 
 @dataclass
 class Normal:
-    """Normal equations of one projection on one calibration source: X'X and X'T summed over
-    its tokens (X with a column of ones appended when the projection has a bias)."""
+    """Normal equations of one projection over every calibration source: X'X and X'T summed over the
+    tokens, each source's tokens weighted by 1 / its token count so that every source weighs the same
+    (X with a column of ones appended when the projection has a bias). One accumulator, updated in
+    place on the compute device: for an 8B model's down_proj it is 1.6 GB in float64."""
     gram: torch.Tensor  # [c(+1), c(+1)]
     cross: torch.Tensor  # [c(+1), hidden]
     bias: bool
-    tokens: int = 0
 
     @classmethod
     def zeros(cls, proj: nn.Linear) -> "Normal":
-        bias = proj.bias is not None
+        bias, device = proj.bias is not None, proj.weight.device
         c = proj.in_features + bias
-        return cls(torch.zeros(c, c, dtype=torch.float64), torch.zeros(c, proj.out_features, dtype=torch.float64),
-                   bias)
+        return cls(torch.zeros(c, c, dtype=torch.float64, device=device),
+                   torch.zeros(c, proj.out_features, dtype=torch.float64, device=device), bias)
 
-    def update(self, x: torch.Tensor, target: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1]).double().cpu()
+    def update(self, x: torch.Tensor, target: torch.Tensor, weight: float) -> None:
+        x = x.reshape(-1, x.shape[-1]).to(self.gram)
         if self.bias:
-            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
-        self.gram += x.T @ x
-        self.cross += x.T @ target.reshape(-1, target.shape[-1]).double().cpu()
-        self.tokens += len(x)
+            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1)
+        self.gram.addmm_(x.T, x, alpha=weight)
+        self.cross.addmm_(x.T, target.reshape(-1, target.shape[-1]).to(self.gram), alpha=weight)
 
 
-def solve(proj: nn.Linear, normals: list[Normal], ridge: float) -> None:
-    """Set `proj`'s weight (and bias, where it has one) to the ridge least-squares fit, each
-    source weighted equally."""
-    gram = sum(n.gram / n.tokens for n in normals)
-    cross = sum(n.cross / n.tokens for n in normals)
+def solve(proj: nn.Linear, normal: Normal, ridge: float) -> None:
+    """Set `proj`'s weight (and bias, where it has one) to the ridge least-squares fit (the normal
+    equations are consumed: the ridge is added to them in place)."""
+    gram, n = normal.gram, proj.in_features
     current = proj.weight.T if proj.bias is None else torch.cat([proj.weight.T, proj.bias[None]])
-    lam = ridge * float(gram.diagonal()[:proj.in_features].mean())
-    fit = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), cross + lam * current.double().cpu())
-    proj.weight.copy_(fit[:proj.in_features].T.to(proj.weight))
+    lam = ridge * float(gram.diagonal()[:n].mean())
+    gram.diagonal().add_(lam)
+    fit = torch.linalg.solve(gram, normal.cross.add_(current.to(gram), alpha=lam))
+    proj.weight.copy_(fit[:n].T.to(proj.weight))
     if proj.bias is not None:
         proj.bias.copy_(fit[-1].to(proj.bias))
+
+
+def _tokens(batches) -> int:
+    return sum(hidden.shape[0] * hidden.shape[1] for hidden, _ in batches)
 
 
 @torch.no_grad()
@@ -88,62 +92,94 @@ def _relative_error(pruned: list[torch.Tensor], dense: list[torch.Tensor]) -> fl
     return num / sum(float(d.double().pow(2).sum()) for d in dense)
 
 
+class Reconstruction:
+    """Reconstruction as a pass over the layers, one (dense, pruned) pair at a time, bottom-up: `start`
+    captures the inputs of the first layer, `fit` refits one pruned layer in place and carries both
+    models' hidden states to the next layer."""
+
+    def __init__(self, windows: dict[str, torch.Tensor], ridge: float = 1.0, target: str = "residual",
+                 batch_size: int = 8):
+        self.windows, self.ridge, self.target, self.batch_size = windows, ridge, target, batch_size
+        self.errors: list[float] = []
+
+    def start(self, dense, device: torch.device) -> None:
+        """`dense`: the dense model, in memory or `ModelLayers`."""
+        self.started = time.perf_counter()
+        if family_of(dense.config).normalizes_sublayer_outputs:
+            # A sublayer whose output is normalized (Gemma 3) adds a vector of fixed RMS to the residual
+            # stream: it cannot absorb the error the layers below left there. Fitting it to (the residual
+            # target mapped back through its norm) wrecked Gemma 3 270M at 35%: science perplexity 11x that
+            # of sublayer targets. Each projection is fitted to the dense projection's output instead.
+            self.target = "sublayer"
+        self.d_in = {s: capture_layer_inputs(dense, ids, self.batch_size, device) for s, ids in self.windows.items()}
+        self.p_in = dict(self.d_in)  # the embeddings are not pruned: both models enter layer 0 alike
+
+    @torch.no_grad()
+    def dense_pass(self, fam, d_layer) -> dict:
+        """Run the dense layer: what its pruned counterpart is fitted to (the residual after attention, the
+        layer's output and, for sublayer targets, the o_proj and down_proj outputs). The dense layer is
+        not needed after this, so its memory can go before the fit."""
+        d_mid, d_attn, d_down, d_out = {}, {}, {}, {}
+        for s, batches in self.d_in.items():
+            d_mid[s], d_attn[s], d_down[s] = [], [], []
+            hooks = {fam.ffn_norm(d_layer): lambda b, x, out, s=s: d_mid[s].append(x)}
+            if self.target == "sublayer":
+                hooks[fam.o_proj(d_layer)] = lambda b, x, out, s=s: d_attn[s].append(out)
+                hooks[fam.down_proj(d_layer)] = lambda b, x, out, s=s: d_down[s].append(out)
+            d_out[s] = _run(d_layer, batches, hooks)
+        return {"mid": d_mid, "attn": d_attn, "down": d_down, "out": d_out}
+
+    @torch.no_grad()
+    def fit(self, fam, p_layer, dense: dict) -> None:
+        """Refit `p_layer`'s o_proj and down_proj on the pruned model's own hidden states, towards `dense`
+        (`dense_pass` of the same layer); `fam`: the family."""
+        target, p_in = self.target, self.p_in
+        d_mid, d_attn, d_down, d_out = dense["mid"], dense["attn"], dense["down"], dense["out"]
+        o_proj, down_proj, ffn_norm = fam.o_proj(p_layer), fam.down_proj(p_layer), fam.ffn_norm(p_layer)
+
+        n = Normal.zeros(o_proj)
+        for s, batches in p_in.items():  # attention: o_proj on the kept heads' outputs
+            goal = ((lambda b: d_mid[s][b] - batches[b][0]) if target == "residual" else (lambda b: d_attn[s][b]))
+            weight = 1 / _tokens(batches)
+            _run(p_layer, batches, {o_proj: lambda b, x, out: n.update(x, goal(b), weight)})
+        solve(o_proj, n, self.ridge)
+
+        n = Normal.zeros(down_proj)
+        for s, batches in p_in.items():  # FFN: down_proj on the kept neurons, after the refitted attention
+            p_mid, weight = [], 1 / _tokens(batches)
+            goal = ((lambda b: d_out[s][b] - p_mid[b]) if target == "residual" else (lambda b: d_down[s][b]))
+            _run(p_layer, batches, {ffn_norm: lambda b, x, out: p_mid.append(x),
+                                    down_proj: lambda b, x, out: n.update(x, goal(b), weight)})
+        solve(down_proj, n, self.ridge)
+        del n
+
+        for s, batches in p_in.items():
+            p_in[s] = [(out, kwargs) for out, (_, kwargs) in zip(_run(p_layer, batches), batches)]
+            self.d_in[s] = [(out, kwargs) for out, (_, kwargs) in zip(d_out[s], self.d_in[s])]
+        self.errors.append(round(_relative_error([h for s in p_in for h, _ in p_in[s]],
+                                                 [h for s in self.d_in for h, _ in self.d_in[s]]), 6))
+
+    def diagnostics(self) -> dict:
+        """Per layer, the relative error of its output against the dense model's."""
+        return {"output_error": self.errors, "target": self.target,
+                "seconds": round(time.perf_counter() - self.started, 2),
+                "tokens": int(sum(ids.numel() for ids in self.windows.values()))}
+
+
 @torch.no_grad()
 def reconstruct(dense, pruned, windows: dict[str, torch.Tensor], ridge: float = 1.0, target: str = "residual",
                 batch_size: int = 8, device: torch.device | None = None) -> dict:
     """Refit `pruned`'s o_proj and down_proj weights (and biases, where they have them) in place on
-    `windows`, token windows per calibration source; one decoder layer at a time sits on `device` (default: where `pruned` is).
-    Returns diagnostics: per layer, the relative error of its output against the dense model's."""
+    `windows`, token windows per calibration source; one decoder layer at a time sits on `device`
+    (default: where `pruned` is). Returns `Reconstruction.diagnostics`."""
     device = device or model_device(pruned)
-    started = time.perf_counter()
-    fam, dense_fam = family_of(pruned.config), family_of(dense.config)
-    if fam.normalizes_sublayer_outputs:
-        # A sublayer whose output is normalized (Gemma 3) adds a vector of fixed RMS to the residual
-        # stream: it cannot absorb the error the layers below left there. Fitting it to (the residual
-        # target mapped back through its norm) wrecked Gemma 3 270M at 35%: science perplexity 11x that
-        # of sublayer targets. Each projection is fitted to the dense projection's output instead.
-        target = "sublayer"
-    d_in = {s: capture_layer_inputs(dense, ids, batch_size, device) for s, ids in windows.items()}
-    p_in = {s: capture_layer_inputs(pruned, ids, batch_size, device) for s, ids in windows.items()}
-    errors = []
-    pairs = list(zip(dense_fam.decoder_layers(dense), fam.decoder_layers(pruned)))
+    fam = family_of(pruned.config)
+    run = Reconstruction(windows, ridge, target, batch_size)
+    run.start(dense, device)
+    pairs = list(zip(family_of(dense.config).decoder_layers(dense), fam.decoder_layers(pruned)))
     for d_layer, p_layer in tqdm(pairs, desc="reconstructing", unit="layer", leave=False):
         homes = [model_device(d_layer), model_device(p_layer)]
         d_layer.to(device), p_layer.to(device)
-        o_proj, down_proj, ffn_norm = fam.o_proj(p_layer), fam.down_proj(p_layer), fam.ffn_norm(p_layer)
-        # the dense layer: residual after attention, layer output and, for sublayer targets, the
-        # o_proj and down_proj outputs
-        d_mid, d_attn, d_down, d_out = {}, {}, {}, {}
-        for s, batches in d_in.items():
-            d_mid[s], d_attn[s], d_down[s] = [], [], []
-            hooks = {dense_fam.ffn_norm(d_layer): lambda b, x, out, s=s: d_mid[s].append(x)}
-            if target == "sublayer":
-                hooks[dense_fam.o_proj(d_layer)] = lambda b, x, out, s=s: d_attn[s].append(out)
-                hooks[dense_fam.down_proj(d_layer)] = lambda b, x, out, s=s: d_down[s].append(out)
-            d_out[s] = _run(d_layer, batches, hooks)
-
-        normals = []
-        for s, batches in p_in.items():  # attention: o_proj on the kept heads' outputs
-            n = Normal.zeros(o_proj)
-            goal = ((lambda b: d_mid[s][b] - batches[b][0]) if target == "residual" else (lambda b: d_attn[s][b]))
-            _run(p_layer, batches, {o_proj: lambda b, x, out: n.update(x, goal(b))})
-            normals.append(n)
-        solve(o_proj, normals, ridge)
-
-        normals = []
-        for s, batches in p_in.items():  # FFN: down_proj on the kept neurons, after the refitted attention
-            n, p_mid = Normal.zeros(down_proj), []
-            goal = ((lambda b: d_out[s][b] - p_mid[b]) if target == "residual" else (lambda b: d_down[s][b]))
-            _run(p_layer, batches, {ffn_norm: lambda b, x, out: p_mid.append(x),
-                                    down_proj: lambda b, x, out: n.update(x, goal(b))})
-            normals.append(n)
-        solve(down_proj, normals, ridge)
-
-        for s, batches in p_in.items():
-            p_in[s] = [(out, kwargs) for out, (_, kwargs) in zip(_run(p_layer, batches), batches)]
-            d_in[s] = [(out, kwargs) for out, (_, kwargs) in zip(d_out[s], d_in[s])]
-        errors.append(round(_relative_error([h for s in p_in for h, _ in p_in[s]],
-                                            [h for s in d_in for h, _ in d_in[s]]), 6))
+        run.fit(fam, p_layer, run.dense_pass(fam, d_layer))
         d_layer.to(homes[0]), p_layer.to(homes[1])
-    return {"output_error": errors, "target": target, "seconds": round(time.perf_counter() - started, 2),
-            "tokens": int(sum(ids.numel() for ids in windows.values()))}
+    return run.diagnostics()

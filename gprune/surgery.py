@@ -67,11 +67,8 @@ def _sliced_layer_state(family, i: int, layer: nn.Module, shape: LayerShape,
     return {k: t.detach().clone().contiguous() for k, t in out.items()}
 
 
-@torch.no_grad()
-def resize(model: nn.Module, keep: list[LayerKeep]) -> nn.Module:
-    """A new model in the family's pruned format holding only the kept units of every layer (the
-    source is left untouched)."""
-    family, shapes = family_of(model.config), layer_shapes(model.config)
+def pruned_shapes(shapes: list[LayerShape], keep: list[LayerKeep]) -> list[LayerShape]:
+    """The layers' shapes once only `keep` survives (refused in one line when a keep-set is impossible)."""
     if len(keep) != len(shapes):
         raise GPruneError(f"got keep-sets for {len(keep)} layers, the model has {len(shapes)}")
     new_shapes = []
@@ -82,32 +79,57 @@ def resize(model: nn.Module, keep: list[LayerKeep]) -> nn.Module:
         if int(k.ffn.max()) >= shape.ffn or int(k.kv_groups.max()) >= shape.kv_heads or k.ffn.unique().numel() != len(k.ffn):
             raise GPruneError(f"layer {i}: keep-set indices out of range or repeated")
         new_shapes.append(LayerShape(len(k.ffn), len(k.kv_groups) * shape.q_per_kv, len(k.kv_groups), shape.head_dim))
+    return new_shapes
 
-    config = pruned_config(model.config, new_shapes, o_proj_bias=any(k.o_bias is not None for k in keep),
-                           down_proj_bias=any(k.down_bias is not None for k in keep))
-    state = {}
-    for i, (layer, shape, k) in enumerate(zip(family.decoder_layers(model), shapes, keep)):
-        state.update(_sliced_layer_state(family, i, layer, shape, k))
-    for name, t in model.state_dict().items():
-        if family.layer_of(name) is None:
-            state[name] = t.detach().clone()
 
+def empty_pruned_model(config, keep: list[LayerKeep]) -> nn.Module:
+    """The pruned model for `config` cut to `keep`, its weights on "meta" (filled layer by layer)."""
+    new_config = pruned_config(config, pruned_shapes(layer_shapes(config), keep),
+                               o_proj_bias=any(k.o_bias is not None for k in keep),
+                               down_proj_bias=any(k.down_bias is not None for k in keep))
     with init_empty_weights(include_buffers=False):
-        new = family.pruned_causal_lm(config)
-    # biases that the config asks for but the source never had (e.g. o_proj in a layer without compensation)
-    for name, p in new.state_dict().items():
+        return family_of(config).pruned_causal_lm(new_config).eval()
+
+
+@torch.no_grad()
+def fill_layer(family, i: int, dense: nn.Module, shape: LayerShape, keep: LayerKeep, pruned: nn.Module) -> None:
+    """Give the empty pruned layer `pruned` the kept units of the dense layer i (on the dense layer's device);
+    a bias the pruned format has but neither the source nor compensation gives is zero."""
+    prefix = f"{family.layers_path}.{i}."
+    state = {name[len(prefix):]: t for name, t in _sliced_layer_state(family, i, dense, shape, keep).items()}
+    weight = family.down_proj(dense).weight
+    for name, p in pruned.state_dict().items():
         if name not in state and name.endswith(".bias"):
-            state[name] = torch.zeros(p.shape, dtype=model.dtype)
-    if config.tie_word_embeddings:
+            state[name] = torch.zeros(p.shape, dtype=weight.dtype, device=weight.device)
+    pruned.load_state_dict(state, strict=True, assign=True)
+
+
+@torch.no_grad()
+def fill_outside_layers(pruned: nn.Module, tensors) -> None:
+    """Give the pruned model the weights outside its decoder layers ((name, tensor) pairs: embeddings, final
+    norm, output layer), tying the output layer to the embedding where the config says so."""
+    state = {name: t.detach().clone() for name, t in tensors}
+    if pruned.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
-    missing, unexpected = new.load_state_dict(state, strict=False, assign=True)
-    missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
-    if missing or unexpected:
-        raise RuntimeError(f"surgery state mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    if config.tie_word_embeddings:
-        new.tie_weights()
+    pruned.load_state_dict(state, strict=False, assign=True)
+    if pruned.config.tie_word_embeddings:
+        pruned.tie_weights()
+    empty = [name for name, p in pruned.named_parameters() if p.is_meta]
+    if empty:
+        raise RuntimeError(f"surgery left weights unset: {empty[:5]}")
+
+
+@torch.no_grad()
+def resize(model: nn.Module, keep: list[LayerKeep]) -> nn.Module:
+    """A new model in the family's pruned format holding only the kept units of every layer (the
+    source is left untouched)."""
+    family, shapes = family_of(model.config), layer_shapes(model.config)
+    new = empty_pruned_model(model.config, keep)
+    for i, (dense, pruned) in enumerate(zip(family.decoder_layers(model), family.decoder_layers(new))):
+        fill_layer(family, i, dense, shapes[i], keep[i], pruned)
+    fill_outside_layers(new, ((n, t) for n, t in model.state_dict().items() if family.layer_of(n) is None))
     new.generation_config = model.generation_config
-    return new.eval()
+    return new
 
 
 def with_biases(keep: list[LayerKeep], hidden: int) -> list[LayerKeep]:

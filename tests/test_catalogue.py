@@ -22,7 +22,7 @@ SUPPORTED = [n for n, s in CATALOGUE.items() if s.model_type in FAMILIES]
 
 
 def test_the_catalogue_holds_the_shapes_people_ship():
-    assert {"llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "mistral-7b", "qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b",
+    assert {"smollm2-135m", "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "mistral-7b", "qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b",
             "qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "gemma-3-270m", "gemma-3-1b"} == set(CATALOGUE)
     config = shape_config("llama-3.2-1b")  # the shape that crashed pruning: 24 of 32 heads do not divide 2048
     assert (config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (
@@ -42,6 +42,16 @@ def test_a_real_shape_prunes_saves_and_reloads(tmp_path, name):
     with torch.no_grad():
         torch.testing.assert_close(AutoModelForCausalLM.from_pretrained(tmp_path / "p")(ids).logits,
                                    pruned(ids).logits)
+
+
+def test_a_random_checkpoint_is_written_to_disk_and_streams(tmp_path):
+    from edgecore.catalogue import write_random_checkpoint
+    from edgecore.model_layers import StreamedLayers
+
+    path = write_random_checkpoint("llama-3.2-1b", tmp_path / "ckpt", layers=1)
+    layers = StreamedLayers(path)
+    assert layers.dtype == torch.bfloat16 and layers.shapes[0].ffn == 8192
+    assert layers.weight(0, "down_proj").shape == (2048, 8192)
 
 
 def test_every_catalogue_shape_is_supported():

@@ -13,7 +13,7 @@ one or two groups went from every layer before the FFN gave up its weakest neuro
 
 from __future__ import annotations
 
-from edgecore.families import family_of, layer_shapes
+from edgecore.model_layers import ModelLayers
 from gprune.allocation import global_counts, standardize
 from gprune.methods.common import keep_sets, layer_diagnostics, pooled, top_by_counts
 from gprune.methods.configs import FlapConfig
@@ -30,14 +30,14 @@ def kv_z(family, layer, shape, o_stats, cfg: FlapConfig):
 
 
 @register(FlapConfig)
-def plan(model, cfg: FlapConfig, target: PruneTarget, calib) -> PrunePlan:
-    family, shapes = family_of(model.config), layer_shapes(model.config)
+def plan(layers: ModelLayers, cfg: FlapConfig, target: PruneTarget, calib) -> PrunePlan:
+    family, shapes = layers.family, layers.shapes
     ffn, kv = [], []
-    for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes)):
+    for i, layer in layers.each():
         down_stats, o_stats = pooled(calib, i)
         ffn.append(standardize(ffn_scores(family, layer, down_stats, "flap"), cfg.robust))
-        kv.append(kv_z(family, layer, shape, o_stats, cfg))
-    counts = global_counts(ffn, kv, shapes, model.config.hidden_size, family.qkv_bias, target.sparsity, target.align)
+        kv.append(kv_z(family, layer, shapes[i], o_stats, cfg))
+    counts = global_counts(ffn, kv, shapes, layers.config.hidden_size, family.qkv_bias, target.sparsity, target.align)
     ffn_keep, kv_keep = top_by_counts(ffn, kv, counts)
-    keep = keep_sets(model, ffn_keep, kv_keep, calib, cfg.bias_comp)
-    return PrunePlan(keep, {"layers": layer_diagnostics(model, ffn_keep, kv_keep), "calibration": calib.timing})
+    keep = keep_sets(layers, ffn_keep, kv_keep, calib, cfg.bias_comp)
+    return PrunePlan(keep, {"layers": layer_diagnostics(layers, ffn_keep, kv_keep), "calibration": calib.timing})

@@ -14,11 +14,12 @@ import torch
 from tqdm.auto import tqdm
 
 from edgecore.errors import GPruneError
-from edgecore.families import family_of, is_uniform, layer_shapes
+from edgecore.families import is_uniform
+from edgecore.model_layers import ModelLayers
 from edgecore.params import kv_group_params, layer_params, neuron_params
 from gprune.allocation import global_counts, standardize, top_k
 from gprune.calibration import LayerCalib
-from gprune.measured import Queue, Sublayer, align_sublayer, greedy
+from gprune.measured import Pop, Queue, Sublayer, align_sublayer, merge_paths, removal_path, replay
 from gprune.methods.common import keep_sets, layer_diagnostics
 from gprune.methods.configs import GPruneConfig
 from gprune.methods.registry import PrunePlan, PruneTarget, register
@@ -74,11 +75,24 @@ def _sublayer(weight, samples, sqnorms, mean, unit_channels, unit_params, min_ke
                     list(zip(bounds[:-1], bounds[1:])), unit_channels, unit_params, min_keep, lam)
 
 
+def _ffn_sublayer(down_w, shape, data, cfg: GPruneConfig, align: int) -> Sublayer:
+    pooled_down = merge_all([c.down for c in data])
+    return _sublayer(down_w, [c.down_sample for c in data], [c.out_sqnorm for c in data], pooled_down.mean,
+                     [torch.tensor([u]) for u in range(shape.ffn)], neuron_params(down_w.shape[0]), align, cfg.lam,
+                     cfg.bias_comp)
+
+
+def _kv_sublayer(family, o_w, shape, data, cfg: GPruneConfig) -> Sublayer:
+    pooled_o = merge_all([c.o for c in data])
+    return _sublayer(o_w, [c.o_sample for c in data], [c.mid_sqnorm for c in data], pooled_o.mean,
+                     [family.query_rows(shape, torch.tensor([g])) for g in range(shape.kv_heads)],
+                     kv_group_params(shape, o_w.shape[0], family.qkv_bias), 1, cfg.lam, cfg.bias_comp)
+
+
 @dataclass
 class LayerUnits:
-    """One layer's units as GPrune sees them: two sublayers with their removal queues."""
-    ffn: Sublayer
-    kv: Sublayer
+    """One layer's units as GPrune sees them: removal queues, rankings and, with measured cost, each
+    sublayer's removal path. Nothing here holds the layer's weights."""
     ffn_queues: list[list[int]]  # one removal order per module (protected units in none)
     kv_queue: list[int]
     ffn_ranking: torch.Tensor  # robust z of the mean base score (allocation without measured cost)
@@ -86,21 +100,18 @@ class LayerUnits:
     protected: torch.Tensor
     sensitivity: torch.Tensor
     modules: list[dict]  # diagnostics per module
+    first_queue: int = 0  # global index of this layer's first queue (the FFN's; the KV queue is last)
+    ffn_path: list[Pop] | None = None
+    kv_path: list[Pop] | None = None
+
+    def queues(self) -> tuple[list[Queue], Queue]:
+        """Fresh FFN queues and the KV queue (positions at the start)."""
+        return [Queue(0, order) for order in self.ffn_queues], Queue(1, self.kv_queue)
 
 
-def _layer_units(family, layer, shape, data, cfg: GPruneConfig, align: int) -> LayerUnits:
+def _layer_units(family, layer, shape, data, cfg: GPruneConfig, first_queue: int) -> LayerUnits:
     view, labels, switched, score, protected, raw = _ffn_units(family, layer, data, cfg)
     kv_view, kv_raw = _kv_units(family, layer, shape, data, cfg.metric)
-    down_w, o_w = family.down_proj(layer).weight, family.o_proj(layer).weight
-    hidden = down_w.shape[0]
-    pooled_down, pooled_o = merge_all([c.down for c in data]), merge_all([c.o for c in data])
-    ffn = _sublayer(down_w, [c.down_sample for c in data], [c.out_sqnorm for c in data], pooled_down.mean,
-                    [torch.tensor([u]) for u in range(shape.ffn)], neuron_params(hidden),
-                    align, cfg.lam, cfg.bias_comp)
-    kv = _sublayer(o_w, [c.o_sample for c in data], [c.mid_sqnorm for c in data], pooled_o.mean,
-                   [family.query_rows(shape, torch.tensor([g])) for g in range(shape.kv_heads)],
-                   kv_group_params(shape, hidden, family.qkv_bias),
-                   1, cfg.lam, cfg.bias_comp)
     queues, modules = [], []
     for m in range(int(labels.max()) + 1):
         members = ((labels == m) & ~protected).nonzero().flatten()
@@ -110,24 +121,37 @@ def _layer_units(family, layer, shape, data, cfg: GPruneConfig, align: int) -> L
                         "switched_to_magnitude": m in switched,
                         "mean_sensitivity": round(float(view.sensitivity[in_m].mean()), 4),
                         "mean_frequency": round(float(view.frequency[in_m].mean()), 4)})
-    return LayerUnits(ffn, kv, queues, torch.argsort(kv_view.mean_rank, stable=True).tolist(),
+    return LayerUnits(queues, torch.argsort(kv_view.mean_rank, stable=True).tolist(),
                       torch.where(protected, torch.inf, standardize(raw.mean(0), robust=True)),
-                      standardize(kv_raw.mean(0), robust=True), protected, view.sensitivity, modules)
+                      standardize(kv_raw.mean(0), robust=True), protected, view.sensitivity, modules, first_queue)
 
 
-def _allocate_measured(units: list[LayerUnits], target: float, align: int):
-    """Global greedy over measured cost; returns kept FFN neurons and KV groups per layer, and
-    how many units each module gave up."""
-    subs, queues, chunks = [], [], []
-    for lu in units:
-        subs += [lu.ffn, lu.kv]
-        chunks += [align, 1]
-        queues += [Queue(len(subs) - 2, order) for order in lu.ffn_queues] + [Queue(len(subs) - 1, lu.kv_queue)]
-    greedy(subs, queues, target, chunks)
-    for s in range(0, len(subs), 2):
-        align_sublayer(subs[s], [q for q in queues if q.sublayer == s], align)
-    removed = [[q.pos for q in queues if q.sublayer == 2 * i] for i in range(len(units))]
-    return [_kept(lu.ffn) for lu in units], [_kept(lu.kv) for lu in units], removed
+def _removal_paths(family, layer, shape, data, lu: LayerUnits, cfg: GPruneConfig, align: int) -> None:
+    """Both sublayers' removal paths for the global greedy over measured cost (gprune.measured)."""
+    ffn_queues, kv_queue = lu.queues()
+    lu.ffn_path = removal_path(_ffn_sublayer(family.down_proj(layer).weight, shape, data, cfg, align), ffn_queues,
+                               lu.first_queue, align)
+    lu.kv_path = removal_path(_kv_sublayer(family, family.o_proj(layer).weight, shape, data, cfg), [kv_queue],
+                              lu.first_queue + len(ffn_queues), 1)
+
+
+def _allocate_measured(layers: ModelLayers, units: list[LayerUnits], calib, cfg: GPruneConfig, target: float,
+                       align: int):
+    """Global greedy over measured cost (the layers' paths merged), then each layer's FFN width aligned;
+    returns kept FFN neurons and KV groups per layer, and how many units each module gave up."""
+    taken = merge_paths([p for lu in units for p in (lu.ffn_path, lu.kv_path)], target)
+    ffn_keep, kv_keep, removed = [], [], []
+    for i, lu in enumerate(units):
+        ffn_queues, _ = lu.queues()
+        ffn = _ffn_sublayer(layers.weight(i, "down_proj"), layers.shapes[i], _datasets(calib, i, cfg.per_dataset),
+                            cfg, align)
+        replay(ffn, ffn_queues, lu.first_queue, lu.ffn_path[:taken[2 * i]])
+        align_sublayer(ffn, ffn_queues, align)
+        ffn_keep.append(_kept(ffn))
+        gone = {u for pop in lu.kv_path[:taken[2 * i + 1]] for u in pop.units}
+        kv_keep.append(torch.tensor([g for g in range(layers.shapes[i].kv_heads) if g not in gone], dtype=torch.long))
+        removed.append([q.pos for q in ffn_queues])
+    return ffn_keep, kv_keep, removed
 
 
 def _allocate_ranked(units: list[LayerUnits], shapes, hidden, qkv_bias, sparsity, align):
@@ -167,24 +191,29 @@ def _make_uniform(units: list[LayerUnits], shapes, kv_kept: list[int], hidden, q
 
 
 @register(GPruneConfig)
-def plan(model, cfg: GPruneConfig, target: PruneTarget, calib) -> PrunePlan:
-    family, shapes = family_of(model.config), layer_shapes(model.config)
-    hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
-    layers = tqdm(list(zip(family.decoder_layers(model), shapes)), desc="ranking units", unit="layer", leave=False)
-    units = [_layer_units(family, layer, shape, _datasets(calib, i, cfg.per_dataset), cfg, target.align)
-             for i, (layer, shape) in enumerate(layers)]
+def plan(layers: ModelLayers, cfg: GPruneConfig, target: PruneTarget, calib) -> PrunePlan:
+    family, shapes = layers.family, layers.shapes
+    hidden, qkv_bias = layers.config.hidden_size, family.qkv_bias
+    units, first_queue = [], 0
+    for i, layer in tqdm(layers.each(), total=len(layers), desc="ranking units", unit="layer", leave=False):
+        data = _datasets(calib, i, cfg.per_dataset)
+        lu = _layer_units(family, layer, shapes[i], data, cfg, first_queue)
+        if cfg.measured:
+            _removal_paths(family, layer, shapes[i], data, lu, cfg, target.align)
+        first_queue += len(lu.ffn_queues) + 1
+        units.append(lu)
     removed = None
     if cfg.measured:
         budget = target.sparsity * sum(layer_params(s, hidden, qkv_bias) for s in shapes)
-        ffn_keep, kv_keep, removed = _allocate_measured(units, budget, target.align)
+        ffn_keep, kv_keep, removed = _allocate_measured(layers, units, calib, cfg, budget, target.align)
     else:
         ffn_keep, kv_keep = _allocate_ranked(units, shapes, hidden, qkv_bias, target.sparsity, target.align)
     if cfg.uniform:
         ffn_keep, kv_keep = _make_uniform(units, shapes, [len(k) for k in kv_keep], hidden, qkv_bias,
                                           target.sparsity, target.align)
         removed = None  # the per-module counts were the per-layer allocation's
-    keep = keep_sets(model, ffn_keep, kv_keep, calib if cfg.bias_comp else None, cfg.bias_comp)
-    return PrunePlan(keep, _diagnostics(model, cfg, calib, units, ffn_keep, kv_keep, removed))
+    keep = keep_sets(layers, ffn_keep, kv_keep, calib if cfg.bias_comp else None, cfg.bias_comp)
+    return PrunePlan(keep, _diagnostics(layers, cfg, calib, units, ffn_keep, kv_keep, removed))
 
 
 def _kv_kept(lu: LayerUnits, shape, n: int) -> torch.Tensor:
@@ -192,7 +221,7 @@ def _kv_kept(lu: LayerUnits, shape, n: int) -> torch.Tensor:
     return torch.tensor(sorted(lu.kv_queue[shape.kv_heads - n:]))
 
 
-def _diagnostics(model, cfg: GPruneConfig, calib, units, ffn_keep, kv_keep, removed) -> dict:
+def _diagnostics(layers: ModelLayers, cfg: GPruneConfig, calib, units, ffn_keep, kv_keep, removed) -> dict:
     modules = []
     for i, lu in enumerate(units):
         for m, d in enumerate(lu.modules):
@@ -204,7 +233,7 @@ def _diagnostics(model, cfg: GPruneConfig, calib, units, ffn_keep, kv_keep, remo
     return {
         "metric": cfg.metric, "options": cfg.to_dict(),
         "calibration": {"sources": calib.sources, **calib.timing},
-        "layers": layer_diagnostics(model, ffn_keep, kv_keep),
+        "layers": layer_diagnostics(layers, ffn_keep, kv_keep),
         "modules": modules,
         "switched_modules": [(d["layer"], d["module"]) for d in modules if d["switched_to_magnitude"]],
         "protected_neurons": [int(lu.protected.sum()) for lu in units],

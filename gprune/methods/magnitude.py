@@ -5,7 +5,7 @@ every layer. Options: MagnitudeConfig."""
 
 from __future__ import annotations
 
-from edgecore.families import family_of, layer_shapes
+from edgecore.model_layers import ModelLayers
 from gprune.allocation import global_ffn_counts, keep_top, uniform_counts
 from gprune.methods.configs import MagnitudeConfig
 from gprune.methods.registry import PrunePlan, PruneTarget, register
@@ -13,12 +13,13 @@ from gprune.metrics import ffn_magnitude, kv_magnitude
 
 
 @register(MagnitudeConfig)
-def plan(model, cfg: MagnitudeConfig, target: PruneTarget, calib) -> PrunePlan:
-    family, shapes = family_of(model.config), layer_shapes(model.config)
-    layers = family.decoder_layers(model)
-    ffn_scores = [ffn_magnitude(family, layer) for layer in layers]
-    kv_scores = [kv_magnitude(family, layer, s) for layer, s in zip(layers, shapes)]
-    hidden, qkv_bias = model.config.hidden_size, family.qkv_bias
+def plan(layers: ModelLayers, cfg: MagnitudeConfig, target: PruneTarget, calib) -> PrunePlan:
+    family, shapes = layers.family, layers.shapes
+    ffn_scores, kv_scores = [], []
+    for i, layer in layers.each():
+        ffn_scores.append(ffn_magnitude(family, layer))
+        kv_scores.append(kv_magnitude(family, layer, shapes[i]))
+    hidden, qkv_bias = layers.config.hidden_size, family.qkv_bias
     if cfg.allocation == "uniform":
         counts = uniform_counts(shapes, hidden, qkv_bias, target.sparsity, target.align)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from edgecore.model_layers import model_layers
 from gprune.methods.configs import MethodConfig
 from gprune.surgery import LayerKeep
 
@@ -38,5 +39,7 @@ def register(config_type: type[MethodConfig]):
 
 
 def plan(model, config: MethodConfig, target: PruneTarget, calibration=None) -> PrunePlan:
-    """The units `model` keeps under the method `config` configures."""
-    return _PLANNERS[type(config)](model, config, target, calibration)
+    """The units `model` (in memory, or `ModelLayers`) keeps under the method `config` configures. A
+    planner reads one layer at a time (`layers.each()`, `layers.weight`), so a streamed model is never
+    whole in memory."""
+    return _PLANNERS[type(config)](model_layers(model), config, target, calibration)

@@ -4,7 +4,7 @@ Every layer loses the same share of parameters (uniform allocation). Options: Wa
 
 from __future__ import annotations
 
-from edgecore.families import family_of, layer_shapes
+from edgecore.model_layers import ModelLayers
 from gprune.allocation import uniform_counts
 from gprune.methods.common import keep_sets, layer_diagnostics, pooled, top_by_counts
 from gprune.methods.configs import WandaSpConfig
@@ -13,14 +13,14 @@ from gprune.metrics import ffn_scores, kv_scores
 
 
 @register(WandaSpConfig)
-def plan(model, cfg: WandaSpConfig, target: PruneTarget, calib) -> PrunePlan:
-    family, shapes = family_of(model.config), layer_shapes(model.config)
+def plan(layers: ModelLayers, cfg: WandaSpConfig, target: PruneTarget, calib) -> PrunePlan:
+    family, shapes = layers.family, layers.shapes
     ffn, kv = [], []
-    for i, (layer, shape) in enumerate(zip(family.decoder_layers(model), shapes)):
+    for i, layer in layers.each():
         down_stats, o_stats = pooled(calib, i)
         ffn.append(ffn_scores(family, layer, down_stats, "wanda-sp"))
-        kv.append(kv_scores(family, layer, shape, o_stats, "wanda-sp"))
-    counts = uniform_counts(shapes, model.config.hidden_size, family.qkv_bias, target.sparsity, target.align)
+        kv.append(kv_scores(family, layer, shapes[i], o_stats, "wanda-sp"))
+    counts = uniform_counts(shapes, layers.config.hidden_size, family.qkv_bias, target.sparsity, target.align)
     ffn_keep, kv_keep = top_by_counts(ffn, kv, counts)
-    keep = keep_sets(model, ffn_keep, kv_keep, calib, cfg.bias_comp)
-    return PrunePlan(keep, {"layers": layer_diagnostics(model, ffn_keep, kv_keep), "calibration": calib.timing})
+    keep = keep_sets(layers, ffn_keep, kv_keep, calib, cfg.bias_comp)
+    return PrunePlan(keep, {"layers": layer_diagnostics(layers, ffn_keep, kv_keep), "calibration": calib.timing})

@@ -1,0 +1,87 @@
+"""Wall time and peak memory of `gprune-edge prune` (streamed, GPrune with reconstruction) against model
+size and calibration tokens, on random-weight bf16 checkpoints of real shapes written to disk
+(edgecore.catalogue.write_random_checkpoint), with SmolLM2's tokenizer. Each run is a fresh process under
+/usr/bin/time -v (peak RSS) with an empty calibration cache; its pruned output is removed after.
+
+    python bench/prune_scale.py --shapes smollm2-135m,llama-3.2-1b,llama-3.2-3b,llama-3.1-8b \
+        --n-samples 2 --seq-len 128 --out bench/results/prune_scale.jsonl
+    python bench/prune_scale.py --shapes llama-3.2-1b --n-samples 1,2,4,8 --seq-len 128 \
+        --out bench/results/prune_scale.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from edgecore.catalogue import CATALOGUE, write_random_checkpoint
+from edgecore.loading import builtin_hf_dir
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def checkpoint(shape: str, work: Path) -> Path:
+    path = work / f"{shape}-bf16"
+    if not (path / "config.json").is_file():
+        write_random_checkpoint(shape, path)
+        for name in TOKENIZER_FILES:  # ids below every catalogue vocabulary
+            shutil.copy(builtin_hf_dir() / name, path / name)
+    return path
+
+
+def timed_prune(model: Path, n_samples: int, seq_len: int, sparsity: float, threads: int, work: Path) -> dict:
+    out, cache = work / "out", Path(tempfile.mkdtemp(dir=work, prefix="calib-"))
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "gprune_edge", "prune", "--model", str(model),
+           "--sparsity", str(sparsity), "--n-samples", str(n_samples), "--seq-len", str(seq_len),
+           "--threads", str(threads), "--calib-cache", str(cache), "--out", str(out), "--overwrite"]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    if run.returncode != 0:
+        raise SystemExit(f"prune failed:\n{run.stderr[-3000:]}")
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr).group(1))
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", run.stderr).group(1)
+    seconds = sum(float(p) * 60 ** i for i, p in enumerate(reversed(wall.split(":"))))
+    summary = json.loads((out / "prune_summary.json").read_text())
+    diagnostics = summary["diagnostics"]
+    shutil.rmtree(out)
+    return {"wall_s": round(seconds, 1), "peak_rss_mb": round(rss_kb / 1024), "planning_s": summary["seconds_planning"],
+            "writing_s": summary["seconds_writing"], "calibration_s": diagnostics["calibration"]["calibration_s"],
+            "calibration_tokens": diagnostics["calibration"]["tokens"],
+            "reconstruction_s": diagnostics["reconstruction"]["seconds"], "sparsity": summary["sparsity_achieved"],
+            "command": " ".join(cmd[2:])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default="smollm2-135m,llama-3.2-1b", help=f"from {', '.join(CATALOGUE)}")
+    ap.add_argument("--n-samples", default="2", help="calibration windows per source; several: a token sweep")
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--sparsity", type=float, default=0.2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/gprune-scale"), help="checkpoints and outputs")
+    ap.add_argument("--keep-checkpoints", action="store_true")
+    ap.add_argument("--out", type=Path, required=True, help="JSONL file the records are appended to")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    for shape in args.shapes.split(","):
+        model = checkpoint(shape, args.work)
+        size_mb = sum(f.stat().st_size for f in model.glob("*.safetensors")) / 2 ** 20
+        for n in (int(x) for x in args.n_samples.split(",")):
+            record = {"shape": shape, "checkpoint_mb": round(size_mb), "layers": CATALOGUE[shape].layers,
+                      "n_samples": n, "seq_len": args.seq_len,
+                      **timed_prune(model, n, args.seq_len, args.sparsity, args.threads, args.work)}
+            print(json.dumps(record), flush=True)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if not args.keep_checkpoints:
+            shutil.rmtree(model)
+
+
+if __name__ == "__main__":
+    main()
