@@ -52,7 +52,13 @@ class ModelLayers:
 
     @contextlib.contextmanager
     def body(self, device: torch.device):
-        """The causal LM with its modules outside the decoder layers on `device` (the layers are not)."""
+        """The causal LM with its modules outside the decoder layers, but the input embedding, on `device`
+        (the layers are not): run it on `embed`'s output."""
+        raise NotImplementedError
+
+    def embed(self, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The input embedding of token ids, computed on `device` by the model's own embedding module
+        (family specifics such as Gemma's scaling included)."""
         raise NotImplementedError
 
     def outside_tensors(self):
@@ -93,6 +99,15 @@ class InMemoryLayers(ModelLayers):
         finally:
             for name, dev in home.items():
                 getattr(body, name).to(dev)
+
+    def embed(self, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+        module = self.model.get_input_embeddings()
+        home = model_device(module)
+        module.to(device)
+        try:
+            return module(ids.to(device))
+        finally:
+            module.to(home)
 
     def outside_tensors(self):
         for name, tensor in self.model.state_dict().items():
@@ -151,7 +166,8 @@ class StreamedLayers(ModelLayers):
     @contextlib.contextmanager
     def body(self, device: torch.device):
         body = self.skeleton.get_submodule(self.family.body_path)
-        children = [(name, m) for name, m in body.named_children() if name != "layers"]
+        embedding = self.skeleton.get_input_embeddings()
+        children = [(name, m) for name, m in body.named_children() if name != "layers" and m is not embedding]
         for name, module in children:
             self._materialize(module, f"{self.family.body_path}.{name}.", device)
         try:
@@ -159,6 +175,19 @@ class StreamedLayers(ModelLayers):
         finally:
             for _, module in children:
                 drop_weights(module)
+
+    def embed(self, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+        # the embedding module on a table of only the rows these ids use (ids renumbered into it): the same
+        # arithmetic as on the whole table, without an 8B model's 2 GB of it in float32
+        module = self.skeleton.get_input_embeddings()
+        name = next(n for n, m in self.skeleton.named_modules() if m is module) + ".weight"
+        used, local = torch.unique(ids, return_inverse=True)
+        rows = self.stored.read_rows(name, used, COMPUTE_DTYPE)
+        if not torch.isfinite(rows).all():
+            raise GPruneError(f"{self.directory}: tensor {name} holds NaN or Inf values")
+        scratch = copy.deepcopy(module)
+        scratch.weight = nn.Parameter(rows, requires_grad=False)
+        return scratch.to(device)(local.to(device))
 
     def outside_tensors(self):
         for name in self.stored.names():

@@ -80,6 +80,24 @@ class StoredTensors:
         return tensor if dtype is None else tensor.to(dtype)
 
 
+    def read_rows(self, name: str, rows: torch.Tensor, dtype: torch.dtype | None = None,
+                  block: int = 8192) -> torch.Tensor:
+        """Rows `rows` (sorted, unique) of a 2-d tensor, read `block` rows at a time: an embedding's
+        used rows without the whole table in memory."""
+        path, out = self.files[name], []
+        try:
+            with safe_open(path, framework="pt") as f:
+                table = f.get_slice(name)
+                for start in range(0, self.shape(name)[0], block):
+                    wanted = rows[(rows >= start) & (rows < start + block)] - start
+                    if len(wanted):
+                        out.append(table[start:start + block][wanted].clone())
+        except (SafetensorError, OSError) as e:
+            raise GPruneError(f"{path}: cannot read {name} ({first_line(e)})") from None
+        rows_read = torch.cat(out)
+        return rows_read if dtype is None else rows_read.to(dtype)
+
+
 def _tensor_files(directory: Path) -> dict[str, Path]:
     index = directory / INDEX_FILE
     if index.is_file():

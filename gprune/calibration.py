@@ -99,7 +99,7 @@ def capture_layer_inputs(model, ids: torch.Tensor, batch_size: int, device: torc
         try:
             for batch in ids.split(batch_size):
                 try:
-                    body(input_ids=batch.to(device), use_cache=False)
+                    body(inputs_embeds=layers.embed(batch, device), use_cache=False)
                 except _Stop:
                     pass
         finally:
