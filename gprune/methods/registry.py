@@ -1,5 +1,6 @@
 """Planners keyed by their config type. A planner decides which units survive:
-`plan(model, config, target, calibration) -> PrunePlan`, where `config` is its own typed config
+`plan(layers, config, target, calibration) -> PrunePlan` (`layers`: edgecore's `ModelLayers`), where
+`config` is its own typed config
 and `target` what every method is asked for (sparsity, alignment, seed); calibration is None
 for methods that read no activations. Surgery then cuts the rest."""
 
