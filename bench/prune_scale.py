@@ -7,12 +7,14 @@ size and calibration tokens, on random-weight bf16 checkpoints of real shapes wr
         --n-samples 2 --seq-len 128 --out bench/results/prune_scale.jsonl
     python bench/prune_scale.py --shapes llama-3.2-1b --n-samples 1,2,4,8 --seq-len 128 \
         --out bench/results/prune_scale.jsonl
+    python bench/prune_scale.py --shapes smollm2-135m --n-samples 8 --nproc 1,2 --out bench/results/prune_scale.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -35,12 +37,15 @@ def checkpoint(shape: str, work: Path) -> Path:
     return path
 
 
-def timed_prune(model: Path, n_samples: int, seq_len: int, sparsity: float, threads: int, work: Path) -> dict:
+def timed_prune(model: Path, n_samples: int, seq_len: int, sparsity: float, threads: int, nproc: int,
+                work: Path) -> dict:
     out, cache = work / "out", Path(tempfile.mkdtemp(dir=work, prefix="calib-"))
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "gprune_edge", "prune", "--model", str(model),
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] if nproc > 1 else []
+    cmd = ["/usr/bin/time", "-v", sys.executable, *launcher, "-m", "gprune_edge", "prune", "--model", str(model),
            "--sparsity", str(sparsity), "--n-samples", str(n_samples), "--seq-len", str(seq_len),
-           "--threads", str(threads), "--calib-cache", str(cache), "--out", str(out), "--overwrite"]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+           "--threads", str(threads // nproc), "--calib-cache", str(cache), "--out", str(out), "--overwrite"]
+    run = subprocess.run(cmd, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": str(threads // nproc)})
     shutil.rmtree(cache, ignore_errors=True)
     if run.returncode != 0:
         raise SystemExit(f"prune failed:\n{run.stderr[-3000:]}")
@@ -50,7 +55,8 @@ def timed_prune(model: Path, n_samples: int, seq_len: int, sparsity: float, thre
     summary = json.loads((out / "prune_summary.json").read_text())
     diagnostics = summary["diagnostics"]
     shutil.rmtree(out)
-    return {"wall_s": round(seconds, 1), "peak_rss_mb": round(rss_kb / 1024), "planning_s": summary["seconds_planning"],
+    return {"processes": nproc, "wall_s": round(seconds, 1), "peak_rss_mb": round(rss_kb / 1024),
+            "planning_s": summary["seconds_planning"],
             "writing_s": summary["seconds_writing"], "calibration_s": diagnostics["calibration"]["calibration_s"],
             "calibration_tokens": diagnostics["calibration"]["tokens"],
             "reconstruction_s": diagnostics["reconstruction"]["seconds"], "sparsity": summary["sparsity_achieved"],
@@ -63,7 +69,8 @@ def main() -> None:
     ap.add_argument("--n-samples", default="2", help="calibration windows per source; several: a token sweep")
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--sparsity", type=float, default=0.2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads in all, shared by the processes")
+    ap.add_argument("--nproc", default="1", help="processes under torchrun; several: a sweep (1,2)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/gprune-scale"), help="checkpoints and outputs")
     ap.add_argument("--keep-checkpoints", action="store_true")
     ap.add_argument("--out", type=Path, required=True, help="JSONL file the records are appended to")
@@ -73,12 +80,13 @@ def main() -> None:
         model = checkpoint(shape, args.work)
         size_mb = sum(f.stat().st_size for f in model.glob("*.safetensors")) / 2 ** 20
         for n in (int(x) for x in args.n_samples.split(",")):
-            record = {"shape": shape, "checkpoint_mb": round(size_mb), "layers": CATALOGUE[shape].layers,
-                      "n_samples": n, "seq_len": args.seq_len,
-                      **timed_prune(model, n, args.seq_len, args.sparsity, args.threads, args.work)}
-            print(json.dumps(record), flush=True)
-            with open(args.out, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            for nproc in (int(x) for x in args.nproc.split(",")):
+                record = {"shape": shape, "checkpoint_mb": round(size_mb), "layers": CATALOGUE[shape].layers,
+                          "n_samples": n, "seq_len": args.seq_len,
+                          **timed_prune(model, n, args.seq_len, args.sparsity, args.threads, nproc, args.work)}
+                print(json.dumps(record), flush=True)
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(record) + "\n")
         if not args.keep_checkpoints:
             shutil.rmtree(model)
 

@@ -15,14 +15,14 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from edgecore import textdata
+from edgecore import distributed, textdata
 from edgecore.errors import GPruneError
 from edgecore.fingerprint import model_fingerprint
 from edgecore.model_layers import model_layers
@@ -113,47 +113,63 @@ def _sample_positions(n_tokens: int, k: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _run_layer(layer, family, batches, positions: torch.Tensor) -> tuple[LayerCalib, list]:
-    """Run one layer over a dataset's batches, collecting its statistics; returns the new hidden states."""
+def _run_layer(layer, family, batches, positions: torch.Tensor, index: list[torch.Tensor]) -> tuple[LayerCalib, list]:
+    """Run one layer over a dataset's batches, collecting its statistics; returns the new hidden states.
+    `positions`: the sampled tokens (sorted flat indices into the dataset's windows); `index[b]`: the flat
+    index of every token of batch b (a process holds only its share of the windows)."""
     o_proj, down_proj = family.o_proj(layer), family.down_proj(layer)
     down = ChannelStats.zeros(down_proj.in_features)
     o = ChannelStats.zeros(o_proj.in_features)
-    samples = {"down": [], "o": [], "mid": []}
-    offset = [0]  # flat token index of the current batch's first token
+    n = len(positions)
+    samples = {"down": torch.zeros(n, down_proj.in_features), "o": torch.zeros(n, o_proj.in_features),
+               "mid": torch.zeros(n), "out": torch.zeros(n)}
+    current = {}  # the batch being run: which of its tokens are sampled, and their slots in `positions`
 
-    def picked(x):  # rows of x [b, s, c] at the sampled positions inside this batch
-        flat = x.reshape(-1, x.shape[-1])
-        lo, hi = offset[0], offset[0] + flat.shape[0]
-        sel = positions[(positions >= lo) & (positions < hi)] - lo
-        return flat[sel.to(flat.device)].float().cpu()
+    def keep(name, x, squared=False):  # rows of x [b, s, c] at the sampled tokens of this batch, into their slots
+        rows = x.reshape(-1, x.shape[-1])[current["mask"].to(x.device)].float().cpu()
+        samples[name][current["slots"]] = rows.pow(2).sum(-1) if squared else rows
 
     def on_down(module, args):
         down.update(args[0])
-        samples["down"].append(picked(args[0]))
+        keep("down", args[0])
 
     def on_o(module, args):
         o.update(args[0])
-        samples["o"].append(picked(args[0]))
+        keep("o", args[0])
 
     def on_mid(module, args):  # post-attention norm's input is the residual after attention
-        samples["mid"].append(picked(args[0]).pow(2).sum(-1))
+        keep("mid", args[0], squared=True)
 
     handles = [down_proj.register_forward_pre_hook(on_down), o_proj.register_forward_pre_hook(on_o),
                family.ffn_norm(layer).register_forward_pre_hook(on_mid)]
-    outputs, out_sq = [], []
+    outputs = []
     try:
-        for hidden, kwargs in batches:
+        for (hidden, kwargs), tokens in zip(batches, index):
+            tokens = tokens.flatten()
+            slots = torch.searchsorted(positions, tokens).clamp(max=max(n - 1, 0))
+            current["mask"] = positions[slots] == tokens if n else torch.zeros(len(tokens), dtype=torch.bool)
+            current["slots"] = slots[current["mask"]]
             out = layer(hidden, **kwargs)
             out = out[0] if isinstance(out, tuple) else out
-            out_sq.append(picked(out).pow(2).sum(-1))
+            keep("out", out, squared=True)
             outputs.append((out, kwargs))
-            offset[0] += hidden.shape[0] * hidden.shape[1]
     finally:
         for h in handles:
             h.remove()
-    calib = LayerCalib(down, o, torch.cat(samples["down"]), torch.cat(samples["o"]), torch.cat(samples["mid"]),
-                       torch.cat(out_sq))
-    return calib, outputs
+    calib = LayerCalib(down, o, samples["down"], samples["o"], samples["mid"], samples["out"])
+    return _summed_over_processes(calib), outputs
+
+
+def _summed_over_processes(calib: LayerCalib) -> LayerCalib:
+    """Every process's share added up: sums of the statistics, and the sampled rows (each process filled
+    its own rows and left the others zero)."""
+    if distributed.active():
+        for stats in (calib.down, calib.o):
+            for f in fields(stats):
+                distributed.all_reduce_sum(getattr(stats, f.name))
+        for t in (calib.down_sample, calib.o_sample, calib.mid_sqnorm, calib.out_sqnorm):
+            distributed.all_reduce_sum(t)
+    return calib
 
 
 @torch.no_grad()
@@ -162,25 +178,29 @@ def collect(model, windows: dict[str, torch.Tensor], cfg: CalibConfig, device: t
     """Statistics of every layer on every dataset, processing one decoder layer at a time on `device`
     (default: where the model is). `model`: a model in memory or `ModelLayers`. With `store`, each
     layer's statistics are written there as soon as they are complete and read back when asked for,
-    so a model of any depth holds one layer's in memory."""
+    so a model of any depth holds one layer's in memory. Under torchrun each process runs its share of
+    the windows and the statistics are summed across processes."""
     layers = model_layers(model)
     device = device or layers.device
     started = time.perf_counter()
-    hidden = {name: capture_layer_inputs(layers, ids, cfg.batch_size, device) for name, ids in windows.items()}
+    index = {name: list(distributed.share(torch.arange(ids.numel()).view(ids.shape)).split(cfg.batch_size))
+             for name, ids in windows.items()}
+    hidden = {name: capture_layer_inputs(layers, distributed.share(ids), cfg.batch_size, device)
+              for name, ids in windows.items()}
     positions = {name: _sample_positions(ids.numel(), cfg.sample_tokens, cfg.seed + d)
                  for d, (name, ids) in enumerate(windows.items())}
     rows = []
     for i, layer in tqdm(layers.each(device), total=len(layers), desc="calibrating", unit="layer", leave=False):
         row = []
         for name in windows:
-            calib, hidden[name] = _run_layer(layer, layers.family, hidden[name], positions[name])
+            calib, hidden[name] = _run_layer(layer, layers.family, hidden[name], positions[name], index[name])
             row.append(calib)
         if store is None:
             rows.append(row)
         else:
             _save_row(row, store / _row_file(i))
     timing = {"calibration_s": round(time.perf_counter() - started, 3),
-              "tokens": int(sum(ids.numel() for ids in windows.values()))}
+              "tokens": int(sum(ids.numel() for ids in windows.values())), "processes": distributed.world()}
     if store is not None:
         rows = StoredRows(store, len(layers), len(windows))
         (store / "meta.json").write_text(json.dumps({"sources": list(windows), "layers": len(layers),
@@ -247,6 +267,7 @@ def calibrate(model, tokenizer, cfg: CalibConfig, cache: Path | None = None, dev
     """Cached calibration: statistics for (model, sources, samples, seq_len, seed) are computed once,
     one layer at a time on `device` (default: where the model is). `model`: in memory or `ModelLayers`."""
     path = (cache or cache_dir() / "calib") / cache_key(model, cfg)
+    distributed.barrier()  # every process sees the cache as it was before any of them ran
     if (path / "meta.json").exists():
         try:
             return load(path)
@@ -255,5 +276,7 @@ def calibrate(model, tokenizer, cfg: CalibConfig, cache: Path | None = None, dev
     windows = calibration_windows(tokenizer, cfg)
     with scratch_dir(path, "calib") as tmp:
         fresh = collect(model, windows, cfg, device, store=tmp)
-        publish_dir(tmp, path)  # the statistics stay readable there (another process's copy holds the same)
+        if distributed.rank() == 0:  # under torchrun every process holds the same sums: one copy is kept
+            publish_dir(tmp, path)  # the statistics stay readable there (another job's copy holds the same)
+        distributed.barrier()
     return Calibration(fresh.sources, StoredRows(path, len(fresh.layers), len(fresh.sources)), fresh.timing)

@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
+from edgecore import distributed
 from edgecore.checkpoint import save_config, save_tokenizer
 from edgecore.families import fits_stock_layout, layer_shapes, stock_config
 from edgecore.loading import load_config, load_model, resolve
@@ -41,7 +42,8 @@ def plan_pruning(layers: ModelLayers, tokenizer, recipe: PruneRecipe, calibratio
     check_reachable(layers.shapes, layers.config.hidden_size, layers.family.qkv_bias, recipe.sparsity, recipe.align)
     if recipe.method.calibrated and calibration is None:
         cache = Path(context.calib_cache) if context.calib_cache else None
-        calibration = calibrate(layers, tokenizer, recipe.calib_config(), cache, context.torch_device())
+        device = distributed.init(context.torch_device())
+        calibration = calibrate(layers, tokenizer, recipe.calib_config(), cache, device)
     return methods.plan(layers, recipe.method, recipe.target(), calibration if recipe.method.calibrated else None)
 
 
@@ -93,21 +95,25 @@ def prune_model(model, tokenizer, recipe: PruneRecipe, calibration: Calibration 
     return pruned, plan
 
 
-def write_pruned(layers: ModelLayers, tokenizer, recipe: PruneRecipe, plan: PrunePlan, directory: Path, device):
+def write_pruned(layers: ModelLayers, tokenizer, recipe: PruneRecipe, plan: PrunePlan, directory: Path | None,
+                 device):
     """Write the pruned checkpoint (weights in the source's precision, config, tokenizer) into `directory`,
-    one layer at a time; returns its config."""
-    writer = ShardWriter(directory)
+    one layer at a time; returns its config. Without a directory (a torchrun process other than rank 0)
+    the layers are computed, for their share of the reconstruction, and not written."""
+    writer = ShardWriter(directory) if directory else None
     pruned, each = pruned_layers(layers, tokenizer, recipe, plan, device)
     prefix = layers.family.layers_path
     for i, layer in each:
-        for name, tensor in layer.state_dict().items():
+        for name, tensor in layer.state_dict().items() if writer else ():
             writer.add(f"{prefix}.{i}.{name}", tensor.to(layers.dtype))
         drop_weights(layer)
+    config = stock_config(pruned.config) if fits_stock_layout(pruned.config) else pruned.config
+    if writer is None:
+        return config
     for name, tensor in layers.outside_tensors():
         if not (pruned.config.tie_word_embeddings and name == "lm_head.weight"):
             writer.add(name, tensor.to(layers.dtype))
     writer.close()
-    config = stock_config(pruned.config) if fits_stock_layout(pruned.config) else pruned.config
     config.dtype = layers.dtype
     save_config(config, directory)
     layers.generation_config.save_pretrained(directory)
@@ -130,8 +136,15 @@ def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False,
           context: RunContext | None = None) -> PruneResult:
     """Prune `recipe.model` as the recipe says and write the pruned checkpoint to `out`: model,
     tokenizer, recipe.json, prune_summary.json and prune_plot.png. A checkpoint directory is streamed
-    one layer at a time; a .gguf file or a hub id is loaded whole first."""
+    one layer at a time; a .gguf file or a hub id is loaded whole first. Under `torchrun` the processes
+    split the calibration and reconstruction windows between them and rank 0 writes."""
     context = (context or RunContext()).resolve()  # fail before the slow part
+    device = distributed.init(context.torch_device())
+    if distributed.rank() != 0:
+        layers, tokenizer = _open(recipe.model, context)
+        config = write_pruned(layers, tokenizer, recipe, plan_pruning(layers, tokenizer, recipe, context=context),
+                              None, device)
+        return PruneResult(Path(out), prunable_params(layers.config), prunable_params(config))
     with claim_output(out, overwrite, inputs=[recipe.model]) as out:
         check_alignment(layer_shapes(load_config(recipe.model, context.trust_remote_code)), recipe.align)
         started = time.perf_counter()
@@ -139,7 +152,7 @@ def prune(recipe: PruneRecipe, out: str | Path, overwrite: bool = False,
         plan = plan_pruning(layers, tokenizer, recipe, context=context)
         planned = time.perf_counter()
         with atomic_dir(out, overwrite) as tmp:
-            config = write_pruned(layers, tokenizer, recipe, plan, tmp, context.torch_device())
+            config = write_pruned(layers, tokenizer, recipe, plan, tmp, device)
             before, after = prunable_params(layers.config), prunable_params(config)
             summary = {
                 "prunable_params_before": before,

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from edgecore import distributed
 from edgecore.devices import model_device
 from edgecore.families import family_of
 from gprune.calibration import capture_layer_inputs
@@ -44,6 +45,12 @@ class Normal:
         return cls(torch.zeros(c, c, dtype=torch.float64, device=device),
                    torch.zeros(c, proj.out_features, dtype=torch.float64, device=device), bias)
 
+    def summed_over_processes(self) -> "Normal":
+        """Under torchrun each process has summed its share of the tokens: add them up."""
+        distributed.all_reduce_sum(self.gram)
+        distributed.all_reduce_sum(self.cross)
+        return self
+
     def update(self, x: torch.Tensor, target: torch.Tensor, weight: float) -> None:
         x = x.reshape(-1, x.shape[-1]).to(self.gram)
         if self.bias:
@@ -59,14 +66,35 @@ def solve(proj: nn.Linear, normal: Normal, ridge: float) -> None:
     current = proj.weight.T if proj.bias is None else torch.cat([proj.weight.T, proj.bias[None]])
     lam = ridge * float(gram.diagonal()[:n].mean())
     gram.diagonal().add_(lam)
-    fit = torch.linalg.solve(gram, normal.cross.add_(current.to(gram), alpha=lam))
+    fit = spd_solve_(gram, normal.cross.add_(current.to(gram), alpha=lam))
     proj.weight.copy_(fit[:n].T.to(proj.weight))
     if proj.bias is not None:
         proj.bias.copy_(fit[-1].to(proj.bias))
 
 
-def _tokens(batches) -> int:
-    return sum(hidden.shape[0] * hidden.shape[1] for hidden, _ in batches)
+@torch.no_grad()
+def spd_solve_(a: torch.Tensor, b: torch.Tensor, block: int = 1024) -> torch.Tensor:
+    """x with a x = b for a symmetric positive definite `a`, by a blocked Cholesky factorization in place:
+    `a` becomes its factor and `b` the solution. No copy of `a` is made (torch.linalg.solve makes one: another
+    1.6 GB in float64 for an 8B model's down_proj), only block-wide panels."""
+    n = a.shape[0]
+    for k in range(0, n, block):  # a = L L', L in the lower triangle
+        e = min(k + block, n)
+        a[k:e, k:e] = torch.linalg.cholesky(a[k:e, k:e])
+        if e < n:
+            a[e:, k:e] = torch.linalg.solve_triangular(a[k:e, k:e].T, a[e:, k:e], upper=True, left=False)
+            a[e:, e:].addmm_(a[e:, k:e], a[e:, k:e].T, alpha=-1)
+    for k in range(0, n, block):  # L y = b
+        e = min(k + block, n)
+        if k:
+            b[k:e].addmm_(a[k:e, :k], b[:k], alpha=-1)
+        b[k:e] = torch.linalg.solve_triangular(a[k:e, k:e], b[k:e], upper=False)
+    for k in reversed(range(0, n, block)):  # L' x = y
+        e = min(k + block, n)
+        if e < n:
+            b[k:e].addmm_(a[e:, k:e].T, b[e:], alpha=-1)
+        b[k:e] = torch.linalg.solve_triangular(a[k:e, k:e].T, b[k:e], upper=True)
+    return b
 
 
 @torch.no_grad()
@@ -89,7 +117,9 @@ def _run(layer, batches, hooks: dict | None = None) -> list[torch.Tensor]:
 
 def _relative_error(pruned: list[torch.Tensor], dense: list[torch.Tensor]) -> float:
     num = sum(float((p - d).double().pow(2).sum()) for p, d in zip(pruned, dense))
-    return num / sum(float(d.double().pow(2).sum()) for d in dense)
+    sums = distributed.all_reduce_sum(torch.tensor([num, sum(float(d.double().pow(2).sum()) for d in dense)],
+                                                   dtype=torch.float64))
+    return float(sums[0] / sums[1])
 
 
 class Reconstruction:
@@ -111,7 +141,8 @@ class Reconstruction:
             # target mapped back through its norm) wrecked Gemma 3 270M at 35%: science perplexity 11x that
             # of sublayer targets. Each projection is fitted to the dense projection's output instead.
             self.target = "sublayer"
-        self.d_in = {s: capture_layer_inputs(dense, ids, self.batch_size, device) for s, ids in self.windows.items()}
+        self.d_in = {s: capture_layer_inputs(dense, distributed.share(ids), self.batch_size, device)
+                     for s, ids in self.windows.items()}
         self.p_in = dict(self.d_in)  # the embeddings are not pruned: both models enter layer 0 alike
 
     @torch.no_grad()
@@ -140,17 +171,17 @@ class Reconstruction:
         n = Normal.zeros(o_proj)
         for s, batches in p_in.items():  # attention: o_proj on the kept heads' outputs
             goal = ((lambda b: d_mid[s][b] - batches[b][0]) if target == "residual" else (lambda b: d_attn[s][b]))
-            weight = 1 / _tokens(batches)
+            weight = 1 / self.windows[s].numel()
             _run(p_layer, batches, {o_proj: lambda b, x, out: n.update(x, goal(b), weight)})
-        solve(o_proj, n, self.ridge)
+        solve(o_proj, n.summed_over_processes(), self.ridge)
 
         n = Normal.zeros(down_proj)
         for s, batches in p_in.items():  # FFN: down_proj on the kept neurons, after the refitted attention
-            p_mid, weight = [], 1 / _tokens(batches)
+            p_mid, weight = [], 1 / self.windows[s].numel()
             goal = ((lambda b: d_out[s][b] - p_mid[b]) if target == "residual" else (lambda b: d_down[s][b]))
             _run(p_layer, batches, {ffn_norm: lambda b, x, out: p_mid.append(x),
                                     down_proj: lambda b, x, out: n.update(x, goal(b), weight)})
-        solve(down_proj, n, self.ridge)
+        solve(down_proj, n.summed_over_processes(), self.ridge)
         del n
 
         for s, batches in p_in.items():

@@ -132,3 +132,14 @@ def test_normalized_sublayers_are_fitted_to_the_dense_projections():
     before = output_error(dense, pruned, held_out)
     diag = reconstruct(dense, pruned, {"a": random_ids(batch=16, length=32, seed=1)}, ridge=0.1, target="residual")
     assert diag["target"] == "sublayer" and output_error(dense, pruned, held_out) < 0.95 * before
+
+
+def test_the_in_place_solve_matches_a_general_solver():
+    from gprune.reconstruction import spd_solve_
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 300, dtype=torch.float64, generator=g)
+    a = x.T @ x / 400 + 0.1 * torch.eye(300, dtype=torch.float64)
+    b = torch.randn(300, 7, dtype=torch.float64, generator=g)
+    expected = torch.linalg.solve(a, b)
+    torch.testing.assert_close(spd_solve_(a.clone(), b.clone(), block=64), expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(spd_solve_(a.clone(), b.clone(), block=1024), expected, rtol=1e-10, atol=1e-10)

@@ -59,6 +59,7 @@ def prune(method, bias_compensation, reconstruct_bias, extra, recipe_file, out, 
     recipe.json (everything needed to repeat the run, on any machine),
     prune_summary.json (with the method's diagnostics) and prune_plot.png.
     --sparsity is required unless --recipe."""
+    from edgecore import distributed
     from gprune.prune import prune as run_prune
 
     base = PruneRecipe.load(recipe_file).to_dict() if recipe_file else {}
@@ -79,5 +80,6 @@ def prune(method, bias_compensation, reconstruct_bias, extra, recipe_file, out, 
         base["reconstruction"] = {**base.get("reconstruction", {}), **reconstruction}
     recipe = PruneRecipe.from_dict({**base, **settings, "method": method_options})
     result = run_prune(recipe, out, overwrite, context=RunContext(**given(RunContext, options)))
-    click.echo(f"pruned {result.prunable_before:,} -> {result.prunable_after:,} prunable parameters "
-               f"(sparsity {result.sparsity:.3f}); saved to {result.out}")
+    if distributed.rank() == 0:  # under torchrun: one line, from the process that wrote
+            click.echo(f"pruned {result.prunable_before:,} -> {result.prunable_after:,} prunable parameters "
+                   f"(sparsity {result.sparsity:.3f}); saved to {result.out}")
