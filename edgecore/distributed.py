@@ -42,14 +42,16 @@ def world() -> int:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` summed over the processes, in place (gloo reduces on the CPU: a CUDA tensor goes there and back)."""
+    """`tensor` summed over the processes, in place (it visits the backend's device when it is elsewhere:
+    gloo reduces on the CPU, NCCL on the GPU)."""
     if active():
-        if dist.get_backend() == "gloo" and tensor.device.type != "cpu":
-            host = tensor.cpu()
-            dist.all_reduce(host)
-            tensor.copy_(host)
-        else:
+        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        if tensor.device == on:
             dist.all_reduce(tensor)
+        else:
+            moved = tensor.to(on)
+            dist.all_reduce(moved)
+            tensor.copy_(moved)
     return tensor
 
 

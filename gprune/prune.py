@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
 
 from edgecore import distributed
 from edgecore.checkpoint import save_config, save_tokenizer
