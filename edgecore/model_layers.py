@@ -61,6 +61,11 @@ class ModelLayers:
         (family specifics such as Gemma's scaling included)."""
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def output_head(self, device: torch.device):
+        """The output layer (vocabulary projection) on `device` for the duration of the block."""
+        raise NotImplementedError
+
     def outside_tensors(self):
         """(state-dict name, tensor) of every stored weight outside the decoder layers, in stored precision."""
         raise NotImplementedError
@@ -109,6 +114,16 @@ class InMemoryLayers(ModelLayers):
         finally:
             module.to(home)
 
+    @contextlib.contextmanager
+    def output_head(self, device: torch.device):
+        head = self.model.get_output_embeddings()
+        home = model_device(head)
+        head.to(device)
+        try:
+            yield head
+        finally:
+            head.to(home)
+
     def outside_tensors(self):
         for name, tensor in self.model.state_dict().items():
             if self.family.layer_of(name) is None:
@@ -140,14 +155,14 @@ class StreamedLayers(ModelLayers):
         except (OSError, ValueError) as e:
             raise GPruneError(f"cannot load the tokenizer of {self.directory}: {first_line(e)}") from None
 
-    def _read(self, name: str, dtype: torch.dtype | None = COMPUTE_DTYPE) -> torch.Tensor:
+    def read(self, name: str, dtype: torch.dtype | None = COMPUTE_DTYPE) -> torch.Tensor:
         tensor = self.stored.read(name, dtype)
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise GPruneError(f"{self.directory}: tensor {name} holds NaN or Inf values")
         return tensor
 
     def _materialize(self, module: nn.Module, prefix: str, device: torch.device) -> None:
-        state = {k: self._read(prefix + k) for k in module.state_dict() if prefix + k in self.stored.files}
+        state = {k: self.read(prefix + k) for k in module.state_dict() if prefix + k in self.stored.files}
         module.load_state_dict(state, strict=False, assign=True)
         module.to(device)
 
@@ -161,7 +176,7 @@ class StreamedLayers(ModelLayers):
             del layer
 
     def weight(self, i: int, role: str) -> torch.Tensor:
-        return self._read(self.family.tensor_name(i, role))
+        return self.read(self.family.tensor_name(i, role))
 
     @contextlib.contextmanager
     def body(self, device: torch.device):
@@ -180,7 +195,7 @@ class StreamedLayers(ModelLayers):
         # the embedding module on a table of only the rows these ids use (ids renumbered into it): the same
         # arithmetic as on the whole table, without an 8B model's 2 GB of it in float32
         module = self.skeleton.get_input_embeddings()
-        name = next(n for n, m in self.skeleton.named_modules() if m is module) + ".weight"
+        name = _weight_name(self.skeleton, module)
         used, local = torch.unique(ids, return_inverse=True)
         rows = self.stored.read_rows(name, used, COMPUTE_DTYPE)
         if not torch.isfinite(rows).all():
@@ -189,10 +204,26 @@ class StreamedLayers(ModelLayers):
         scratch.weight = nn.Parameter(rows, requires_grad=False)
         return scratch.to(device)(local.to(device))
 
+    @contextlib.contextmanager
+    def output_head(self, device: torch.device):
+        head = self.skeleton.get_output_embeddings()
+        name = _weight_name(self.skeleton, head)
+        if name not in self.stored.files:  # tied: the output layer is the input embedding
+            name = _weight_name(self.skeleton, self.skeleton.get_input_embeddings())
+        head.weight = nn.Parameter(self.read(name).to(device), requires_grad=False)
+        try:
+            yield head
+        finally:
+            drop_weights(head)
+
     def outside_tensors(self):
         for name in self.stored.names():
             if self.family.layer_of(name) is None:
-                yield name, self._read(name, dtype=None)
+                yield name, self.read(name, dtype=None)
+
+
+def _weight_name(model: nn.Module, module: nn.Module) -> str:
+    return next(n for n, m in model.named_modules() if m is module) + ".weight"
 
 
 def drop_weights(module: nn.Module) -> None:
@@ -205,3 +236,61 @@ def drop_weights(module: nn.Module) -> None:
 def model_layers(model_or_layers) -> ModelLayers:
     """`ModelLayers` as given, or of a model in memory."""
     return model_or_layers if isinstance(model_or_layers, ModelLayers) else InMemoryLayers(model_or_layers)
+
+
+class _Recorder(nn.Module):
+    """Stands in for decoder layer i while the body runs: records the keyword arguments the layer would
+    be called with (and the hidden states entering layer 0) and passes the hidden states through."""
+
+    def __init__(self, i: int, layer: nn.Module, calls: list):
+        super().__init__()
+        self.i, self.calls = i, calls
+        if hasattr(layer, "attention_type"):  # the body picks each layer's mask by it
+            self.attention_type = layer.attention_type
+
+    def forward(self, *args, **kwargs):
+        hidden = kwargs.pop("hidden_states", None)
+        hidden = args[0] if hidden is None else hidden
+        self.calls.append((self.i, hidden, kwargs))
+        return hidden
+
+
+@torch.no_grad()
+def capture_layer_inputs(model, ids: torch.Tensor, batch_size: int, device: torch.device):
+    """Per batch, (hidden states entering decoder layer 0, [keyword arguments of layer i for every i]):
+    the attention mask and rotary embedding a layer gets depend on its kind (Gemma 3's local and global
+    layers differ in both). `model`: a model in memory or `ModelLayers` (only the modules outside the
+    decoder layers are loaded; the layers are not run)."""
+    layers = model_layers(model)
+    captured = []
+    with layers.body(device) as causal_lm:
+        body = causal_lm.get_submodule(layers.family.body_path)
+        real, calls = body.layers, []
+        body.layers = nn.ModuleList(_Recorder(i, layer, calls) for i, layer in enumerate(real))
+        try:
+            for batch in ids.split(batch_size):
+                calls.clear()
+                body(inputs_embeds=layers.embed(batch, device), use_cache=False)
+                captured.append((calls[0][1], [kwargs for _, _, kwargs in calls]))
+        finally:
+            body.layers = real
+    return captured
+
+
+@torch.no_grad()
+def layerwise_logits(model, ids: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """[len(ids), vocab] float32 logits of one sequence, computed with one decoder layer in memory at a
+    time: what the whole model computes, for a checkpoint that does not fit in memory."""
+    layers, device = model_layers(model), torch.device(device)
+    [(hidden, kwargs)] = capture_layer_inputs(layers, torch.tensor([list(ids)]), 1, device)
+    for i, layer in layers.each(device):
+        out = layer(hidden, **kwargs[i])
+        hidden = out[0] if isinstance(out, tuple) else out
+    with layers.body(device) as causal_lm:
+        hidden = causal_lm.get_submodule(layers.family.final_norm_path)(hidden)
+    with layers.output_head(device) as head:
+        logits = head(hidden)[0].float()
+    cap = getattr(layers.config, "final_logit_softcapping", None)  # Gemma: applied by the causal LM's forward
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits.cpu()

@@ -11,7 +11,7 @@ from pathlib import Path
 from edgecore.families import gguf_arch
 from edgecore.outputs import scratch_dir
 from exporters.gguf_quantize import QUANT_TYPES, predict_fallbacks, quantize_gguf, tensor_types, warn_fallbacks
-from exporters.gguf_writer import gguf_tensors, write_gguf
+from exporters.gguf_writer import gguf_names, write_gguf
 from exporters.source import Source
 
 
@@ -29,7 +29,7 @@ def write_gguf_artifact(source: Source, dtype: str, dest: Path, *, strict: bool 
     if dtype in QUANT_TYPES:
         arch = gguf_arch(source.config)
         # GGUF shapes are row length last, like torch's [out, in]
-        shapes = {name: tuple(t.shape) for name, t in gguf_tensors(source, arch)}
+        shapes = {name: source.tensors.shape(hf_name) for name, hf_name in gguf_names(source, arch).items()}
         fallbacks = predict_fallbacks(shapes, dtype)
         warn_fallbacks(fallbacks, dtype, strict)  # before quantizing; raises when strict
         with scratch_dir(dest, "f32") as work:

@@ -5,9 +5,12 @@ counts are per layer (DESIGN.md, GGUF facts)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gguf
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from edgecore.errors import GPruneError
@@ -20,6 +23,7 @@ DIRECT_TYPES = {  # dtype -> (tensor type of 2-D weights, GGUF file type)
     "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
     "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
 }
+ROPE_FREQS = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
 ROTARY_HEADS = {"q_proj": "q_heads", "k_proj": "kv_heads"}  # roles whose rows are rotary heads -> LayerShape field
 
 
@@ -90,61 +94,80 @@ def add_hparams(writer: gguf.GGUFWriter, source: Source, arch: str, file_type: g
         writer.add_sliding_window(int(config.sliding_window))
 
 
-def _as_gguf_array(t: torch.Tensor, tensor_type: gguf.GGMLQuantizationType) -> tuple[np.ndarray, object]:
-    """(data, raw_dtype): 1-D tensors (norms, biases) stay f32, as llama.cpp expects."""
+def _as_gguf_array(t: torch.Tensor, tensor_type: gguf.GGMLQuantizationType) -> np.ndarray:
+    """The tensor as written: 1-D tensors (norms, biases) stay f32, as llama.cpp expects."""
     data = t.detach().float().numpy()
-    if data.ndim == 1 or tensor_type == gguf.GGMLQuantizationType.F32:
-        return data, None
+    if _stored_type(data.shape, tensor_type) == gguf.GGMLQuantizationType.F32:
+        return data
     if tensor_type == gguf.GGMLQuantizationType.F16:
-        return data.astype(np.float16), None
-    return gguf.quants.quantize(data, tensor_type), tensor_type
+        return data.astype(np.float16)
+    return gguf.quants.quantize(data, tensor_type)
 
 
-def _output_weight_name(model: torch.nn.Module) -> str:
-    head = model.get_output_embeddings()
-    return next(name for name, module in model.named_modules() if module is head) + ".weight"
+def _stored_type(shape: tuple[int, ...], tensor_type: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:
+    return gguf.GGMLQuantizationType.F32 if len(shape) == 1 else tensor_type
 
 
-def gguf_tensors(source: Source, arch: str):
-    """(gguf name, tensor) in llama.cpp's naming and rotary layout."""
+def _add_tensor_info(writer: gguf.GGUFWriter, name: str, shape: tuple[int, ...],
+                     tensor_type: gguf.GGMLQuantizationType) -> None:
+    """Declare a tensor before its data is written (the header lists every tensor first)."""
+    stored = _stored_type(shape, tensor_type)
+    n_bytes = int(np.prod(shape)) * (4 if stored == gguf.GGMLQuantizationType.F32 else 2)
+    writer.add_tensor_info(name, shape, np.dtype(np.float32), n_bytes, raw_dtype=stored)
+
+
+def gguf_names(source: Source, arch: str) -> dict[str, str]:
+    """GGUF name -> checkpoint tensor name, in llama.cpp's naming, in the checkpoint's order."""
     arch_enum = next(a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == arch)
     names = gguf.get_tensor_name_map(arch_enum, len(source.shapes))
+    skeleton = source.layers.skeleton
     # tied: llama.cpp reads token_embd for the output when output.weight is absent
-    skip = _output_weight_name(source.model) if source.config.tie_word_embeddings else None
-    family, permute = source.family, arch not in GGUF_NEOX_ROPE
-    final_norm = family.final_norm_path + ".weight"
-    for hf_name, t in source.model.state_dict().items():
-        if hf_name == skip:
+    head = next(n for n, m in skeleton.named_modules() if m is skeleton.get_output_embeddings()) + ".weight"
+    out = {}
+    for hf_name in source.tensors.names():
+        if hf_name == head and source.config.tie_word_embeddings:
             continue
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise GPruneError(f"no GGUF name for tensor {hf_name}")
-        role = family.role_of(hf_name)
-        if permute and role in ROTARY_HEADS:
-            shape = source.shapes[family.layer_of(hf_name)]
-            t = rotary_interleave(t, getattr(shape, ROTARY_HEADS[role]))
-        if hf_name == final_norm or (role in family.norm_roles and hf_name.endswith(".weight")):
-            t = t + family.norm_offset  # llama.cpp's norms scale by the weight alone
-        yield name, t
+        out[name] = hf_name
+    return out
+
+
+def gguf_tensor(source: Source, hf_name: str, arch: str) -> torch.Tensor:
+    """A checkpoint tensor read in float32, in llama.cpp's rotary layout and norm convention."""
+    t = source.layers.read(hf_name)
+    family, role = source.family, source.family.role_of(hf_name)
+    if arch not in GGUF_NEOX_ROPE and role in ROTARY_HEADS:
+        shape = source.shapes[family.layer_of(hf_name)]
+        t = rotary_interleave(t, getattr(shape, ROTARY_HEADS[role]))
+    if hf_name == family.final_norm_path + ".weight" or (role in family.norm_roles and hf_name.endswith(".weight")):
+        t = t + family.norm_offset  # llama.cpp's norms scale by the weight alone
+    return t
 
 
 def write_gguf(source: Source, path, dtype: str) -> str:
-    """Write `source` to `path` as f32/f16/bf16; returns the llama.cpp architecture used."""
+    """Write `source` to `path` as f32/f16/bf16, one tensor in memory at a time (gguf-py writes the
+    header first, then each tensor's data); returns the llama.cpp architecture used."""
     tensor_type, file_type = DIRECT_TYPES[dtype]
     arch = gguf_arch(source.config)
+    names = gguf_names(source, arch)
     writer = gguf.GGUFWriter(str(path), arch)
     try:
         add_hparams(writer, source, arch, file_type)
         rope_freqs = add_rope(writer, source.config, source.shapes[0].head_dim)
         add_tokenizer(writer, source.tokenizer, source.config.vocab_size)
         if rope_freqs is not None:
-            writer.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", rope_freqs.numpy())
-        for name, t in gguf_tensors(source, arch):
-            data, raw_dtype = _as_gguf_array(t, tensor_type)
-            writer.add_tensor(name, data, raw_dtype=raw_dtype)
+            _add_tensor_info(writer, ROPE_FREQS, tuple(rope_freqs.shape), gguf.GGMLQuantizationType.F32)
+        for name, hf_name in names.items():
+            _add_tensor_info(writer, name, source.tensors.shape(hf_name), tensor_type)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
-        writer.write_tensors_to_file(progress=True)
+        writer.write_ti_data_to_file()
+        if rope_freqs is not None:
+            writer.write_tensor_data(rope_freqs.numpy())
+        for name, hf_name in tqdm(names.items(), desc=f"writing {Path(path).name}", unit="tensor"):
+            writer.write_tensor_data(_as_gguf_array(gguf_tensor(source, hf_name, arch), tensor_type))
     finally:
         writer.close()
     return arch

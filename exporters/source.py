@@ -1,10 +1,12 @@
-"""The model an export starts from: a pruned (or stock) checkpoint directory,
-checked before anything is written, and loaded in float32 with its tokenizer."""
+"""The model an export starts from: a pruned (or stock) checkpoint directory, checked before
+anything is written, read lazily (one tensor or one decoder layer at a time: a GGUF export never
+holds the model), and loaded whole in float32 only for what needs it (ONNX's tracing)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -12,20 +14,36 @@ import torch
 from edgecore.errors import GPruneError
 from edgecore.families import Family, LayerShape, family_of, layer_shapes
 from edgecore.loading import load_config, load_model
-from edgecore.safetensors_io import tensor_shapes, weight_files
+from edgecore.model_layers import StreamedLayers
+from edgecore.safetensors_io import StoredTensors, tensor_shapes, weight_files
 
 
 @dataclass
 class Source:
     path: Path
-    model: torch.nn.Module  # float32, eval
+    layers: StreamedLayers  # the checkpoint, read a layer at a time
     tokenizer: object
-    family: Family
-    shapes: list[LayerShape]
 
     @property
     def config(self):
-        return self.model.config
+        return self.layers.config
+
+    @property
+    def family(self) -> Family:
+        return self.layers.family
+
+    @property
+    def shapes(self) -> list[LayerShape]:
+        return self.layers.shapes
+
+    @property
+    def tensors(self) -> StoredTensors:
+        return self.layers.stored
+
+    @cached_property
+    def model(self) -> torch.nn.Module:
+        """The whole model in float32, eval (loaded on first use)."""
+        return load_model(str(self.path), dtype=torch.float32)[0]
 
 
 def check_head_dims(path: Path, config, raw_config: dict) -> None:
@@ -63,6 +81,6 @@ def load_source(pruned_dir: str | Path) -> Source:
     if not weight_files(path):
         raise GPruneError(f"{path}: no model weights (*.safetensors)")
     check_head_dims(path, config, raw)
-    model, tokenizer = load_model(str(path), dtype=torch.float32)
-    return Source(path, model, tokenizer, family_of(model.config), layer_shapes(model.config))
+    layers = StreamedLayers(path)
+    return Source(path, layers, layers.tokenizer())
 

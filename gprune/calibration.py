@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from edgecore import distributed, textdata
 from edgecore.errors import GPruneError
 from edgecore.fingerprint import model_fingerprint
-from edgecore.model_layers import model_layers
+from edgecore.model_layers import capture_layer_inputs, model_layers
 from edgecore.outputs import publish_dir, scratch_dir
 from edgecore.pinned import cache_dir
 from edgecore.safetensors_io import read_header
@@ -76,45 +76,15 @@ def calibration_windows(tokenizer, cfg: CalibConfig) -> dict[str, torch.Tensor]:
                                          cfg.seq_len, cfg.seed, source=name) for name in cfg.sources}
 
 
-class _Stop(Exception):
-    pass
-
-
-@torch.no_grad()
-def capture_layer_inputs(model, ids: torch.Tensor, batch_size: int, device: torch.device):
-    """Hidden states entering decoder layer 0 and the keyword arguments it is called with, per batch.
-    `model`: a model in memory or `ModelLayers` (only the modules before the first layer are loaded)."""
-    layers = model_layers(model)
-    captured = []
-
-    def grab(module, args, kwargs):
-        hidden = kwargs.pop("hidden_states", None)
-        hidden = args[0] if hidden is None else hidden
-        captured.append((hidden, dict(kwargs)))
-        raise _Stop
-
-    with layers.body(device) as causal_lm:
-        body = causal_lm.get_submodule(layers.family.body_path)
-        handle = layers.family.decoder_layers(causal_lm)[0].register_forward_pre_hook(grab, with_kwargs=True)
-        try:
-            for batch in ids.split(batch_size):
-                try:
-                    body(inputs_embeds=layers.embed(batch, device), use_cache=False)
-                except _Stop:
-                    pass
-        finally:
-            handle.remove()
-    return captured
-
-
 def _sample_positions(n_tokens: int, k: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randperm(n_tokens, generator=g)[:min(k, n_tokens)].sort().values
 
 
 @torch.no_grad()
-def _run_layer(layer, family, batches, positions: torch.Tensor, index: list[torch.Tensor]) -> tuple[LayerCalib, list]:
-    """Run one layer over a dataset's batches, collecting its statistics; returns the new hidden states.
+def _run_layer(i: int, layer, family, batches, positions: torch.Tensor,
+               index: list[torch.Tensor]) -> tuple[LayerCalib, list]:
+    """Run layer i over a dataset's batches, collecting its statistics; returns the new hidden states.
     `positions`: the sampled tokens (sorted flat indices into the dataset's windows); `index[b]`: the flat
     index of every token of batch b (a process holds only its share of the windows)."""
     o_proj, down_proj = family.o_proj(layer), family.down_proj(layer)
@@ -149,7 +119,7 @@ def _run_layer(layer, family, batches, positions: torch.Tensor, index: list[torc
             slots = torch.searchsorted(positions, tokens).clamp(max=max(n - 1, 0))
             current["mask"] = positions[slots] == tokens if n else torch.zeros(len(tokens), dtype=torch.bool)
             current["slots"] = slots[current["mask"]]
-            out = layer(hidden, **kwargs)
+            out = layer(hidden, **kwargs[i])
             out = out[0] if isinstance(out, tuple) else out
             keep("out", out, squared=True)
             outputs.append((out, kwargs))
@@ -193,7 +163,7 @@ def collect(model, windows: dict[str, torch.Tensor], cfg: CalibConfig, device: t
     for i, layer in tqdm(layers.each(device), total=len(layers), desc="calibrating", unit="layer", leave=False):
         row = []
         for name in windows:
-            calib, hidden[name] = _run_layer(layer, layers.family, hidden[name], positions[name], index[name])
+            calib, hidden[name] = _run_layer(i, layer, layers.family, hidden[name], positions[name], index[name])
             row.append(calib)
         if store is None:
             rows.append(row)

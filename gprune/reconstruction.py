@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from edgecore import distributed
 from edgecore.devices import model_device
 from edgecore.families import family_of
-from gprune.calibration import capture_layer_inputs
+from edgecore.model_layers import capture_layer_inputs
 
 
 @dataclass
@@ -98,16 +98,16 @@ def spd_solve_(a: torch.Tensor, b: torch.Tensor, block: int = 1024) -> torch.Ten
 
 
 @torch.no_grad()
-def _run(layer, batches, hooks: dict | None = None) -> list[torch.Tensor]:
-    """`layer`'s outputs on `batches` [(hidden, kwargs)], calling hooks {module: fn(batch, input,
-    output)} on the way."""
+def _run(i: int, layer, batches, hooks: dict | None = None) -> list[torch.Tensor]:
+    """Layer i's outputs on `batches` [(hidden, kwargs of every layer)], calling hooks {module: fn(batch,
+    input, output)} on the way."""
     handles, current, outputs = [], [0], []
     for module, fn in (hooks or {}).items():
         handles.append(module.register_forward_hook(lambda m, a, out, fn=fn: fn(current[0], a[0], out)))
     try:
         for b, (hidden, kwargs) in enumerate(batches):
             current[0] = b
-            out = layer(hidden, **kwargs)
+            out = layer(hidden, **kwargs[i])
             outputs.append(out[0] if isinstance(out, tuple) else out)
     finally:
         for h in handles:
@@ -144,6 +144,7 @@ class Reconstruction:
         self.d_in = {s: capture_layer_inputs(dense, distributed.share(ids), self.batch_size, device)
                      for s, ids in self.windows.items()}
         self.p_in = dict(self.d_in)  # the embeddings are not pruned: both models enter layer 0 alike
+        self.layer = 0  # the index of the next layer to fit
 
     @torch.no_grad()
     def dense_pass(self, fam, d_layer) -> dict:
@@ -157,7 +158,7 @@ class Reconstruction:
             if self.target == "sublayer":
                 hooks[fam.o_proj(d_layer)] = lambda b, x, out, s=s: d_attn[s].append(out)
                 hooks[fam.down_proj(d_layer)] = lambda b, x, out, s=s: d_down[s].append(out)
-            d_out[s] = _run(d_layer, batches, hooks)
+            d_out[s] = _run(self.layer, d_layer, batches, hooks)
         return {"mid": d_mid, "attn": d_attn, "down": d_down, "out": d_out}
 
     @torch.no_grad()
@@ -172,23 +173,24 @@ class Reconstruction:
         for s, batches in p_in.items():  # attention: o_proj on the kept heads' outputs
             goal = ((lambda b: d_mid[s][b] - batches[b][0]) if target == "residual" else (lambda b: d_attn[s][b]))
             weight = 1 / self.windows[s].numel()
-            _run(p_layer, batches, {o_proj: lambda b, x, out: n.update(x, goal(b), weight)})
+            _run(self.layer, p_layer, batches, {o_proj: lambda b, x, out: n.update(x, goal(b), weight)})
         solve(o_proj, n.summed_over_processes(), self.ridge)
 
         n = Normal.zeros(down_proj)
         for s, batches in p_in.items():  # FFN: down_proj on the kept neurons, after the refitted attention
             p_mid, weight = [], 1 / self.windows[s].numel()
             goal = ((lambda b: d_out[s][b] - p_mid[b]) if target == "residual" else (lambda b: d_down[s][b]))
-            _run(p_layer, batches, {ffn_norm: lambda b, x, out: p_mid.append(x),
+            _run(self.layer, p_layer, batches, {ffn_norm: lambda b, x, out: p_mid.append(x),
                                     down_proj: lambda b, x, out: n.update(x, goal(b), weight)})
         solve(down_proj, n.summed_over_processes(), self.ridge)
         n = None  # the normal equations (1.6 GB for an 8B down_proj) go before the last pass
 
         for s, batches in p_in.items():
-            p_in[s] = [(out, kwargs) for out, (_, kwargs) in zip(_run(p_layer, batches), batches)]
+            p_in[s] = [(out, kwargs) for out, (_, kwargs) in zip(_run(self.layer, p_layer, batches), batches)]
             self.d_in[s] = [(out, kwargs) for out, (_, kwargs) in zip(d_out[s], self.d_in[s])]
         self.errors.append(round(_relative_error([h for s in p_in for h, _ in p_in[s]],
                                                  [h for s in self.d_in for h, _ in self.d_in[s]]), 6))
+        self.layer += 1
 
     def diagnostics(self) -> dict:
         """Per layer, the relative error of its output against the dense model's."""

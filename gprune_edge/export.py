@@ -32,7 +32,7 @@ def _checked(source, written: WrittenArtifact, parity_mode: str, threads) -> Exp
     start = time.perf_counter()
     parity, matches = {}, False
     if parity_mode != "off":
-        checked = check_export(written.path, written.runtime, source.model, source.tokenizer, written.dtype, threads)
+        checked = check_export(written.path, written.runtime, source.layers, source.tokenizer, written.dtype, threads)
         try:
             check_tolerance(checked.parity, written.dtype, f"{written.format} export")
         except GPruneError as e:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from edgecore.errors import GPruneError
+from edgecore.model_layers import layerwise_logits, model_layers
 from runtime_checks.backends import load_backend
-from runtime_checks.backends.torch_backend import TorchBackend
 from runtime_checks.parity import Parity, check_same_vocabulary, check_tokenizer_fits, compare_logits
 
 # Mixed prose, code, digits, unicode and whitespace runs: the parity text is also a tokenizer check.
@@ -84,7 +84,7 @@ def check_tolerance(parity: Parity, dtype: str, what: str) -> None:
 class ExportCheck:
     parity: Parity  # the artifact on its runtime against the torch model, on PARITY_TEXT
     generated: list[int]  # the artifact's greedy tokens after GENERATION_PROMPT (its runtime's KV cache)
-    reference_generated: list[int]  # torch's
+    reference_generated: list[int]  # torch's argmax after the prompt and each prefix of `generated`
 
     @property
     def generation_matches(self) -> bool:
@@ -94,18 +94,24 @@ class ExportCheck:
 def check_export(artifact: Path, runtime: str, model, tokenizer, dtype: str, threads: int | None = None,
                  new_tokens: int = 16) -> ExportCheck:
     """Parity on PARITY_TEXT and greedy generation with the runtime's KV cache, against `model` (the
-    torch model the artifact was exported from, in memory) on torch. `dtype` is the artifact's
-    (a TOLERANCES key); the result is measured, not judged: pass it to check_tolerance."""
+    torch model the artifact was exported from: in memory, or `ModelLayers` read a layer at a time) on
+    torch. Torch's side is computed one decoder layer at a time (layerwise_logits), so a checkpoint
+    larger than memory is checked too; its greedy tokens are scored teacher-forced on the artifact's
+    (each the argmax after the prompt and the artifact's tokens before it), which equal the artifact's
+    exactly when torch's own greedy generation would. `dtype` is the artifact's (a TOLERANCES key);
+    the result is measured, not judged: pass it to check_tolerance."""
     _tolerance(dtype)  # an unknown dtype fails before anything is loaded
-    reference = TorchBackend.from_model(model, tokenizer, label="torch model")
-    check_tokenizer_fits("the tokenizer", len(tokenizer), "the torch model", reference.vocab_size,
+    vocab_size = model_layers(model).config.vocab_size
+    check_tokenizer_fits("the tokenizer", len(tokenizer), "the torch model", vocab_size,
                          "export the model with its own tokenizer")
     ids = parity_ids(tokenizer)
     prompt = tokenizer(GENERATION_PROMPT)["input_ids"]
     with load_backend(runtime, artifact, threads) as candidate:
         check_same_vocabulary(f"the {runtime} artifact {artifact}", candidate.vocab_size, "the torch model it was "
-                              "exported from", reference.vocab_size, "re-export it from this model")
-        parity = compare_logits(reference.logits(ids), candidate.logits(ids), ids)
+                              "exported from", vocab_size, "re-export it from this model")
+        candidate_logits = candidate.logits(ids)
         generated = candidate.generate(prompt, new_tokens).tokens
-    reference_generated = reference.generate(prompt, new_tokens).tokens
+    parity = compare_logits(layerwise_logits(model, ids).numpy(), candidate_logits, ids)
+    forced = layerwise_logits(model, prompt + generated[:-1])
+    reference_generated = forced[len(prompt) - 1:].argmax(-1).tolist() if generated else []
     return ExportCheck(parity, generated, reference_generated)
