@@ -8,24 +8,28 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 
-from recovery.loss import kd_loss
+from recovery.loss import OutputLayerInput, kd_loss
 
 
 class KDTrainer(Trainer):
-    """compute_loss = distillation loss against a frozen teacher."""
+    """compute_loss = distillation loss against a frozen teacher. Both models run with logits_to_keep=1
+    (through the Trainer's wrappers, so data-parallel gradients still synchronise): the loss computes
+    the logits from the recorded hidden states, a chunk of tokens at a time."""
 
     def __init__(self, *args, teacher, temperature: float, hidden_weight: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature, self.hidden_weight = temperature, hidden_weight
+        self.student_output, self.teacher_output = OutputLayerInput(self.model), OutputLayerInput(self.teacher)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         ids = inputs["input_ids"]
         hidden = self.hidden_weight > 0
         with torch.no_grad():
-            teacher_out = self.teacher(input_ids=ids, use_cache=False, output_hidden_states=hidden)
-        student_out = model(input_ids=ids, use_cache=False, output_hidden_states=hidden)
-        loss = kd_loss(student_out, teacher_out, self.temperature, self.hidden_weight)
+            teacher_out = self.teacher(input_ids=ids, use_cache=False, output_hidden_states=hidden, logits_to_keep=1)
+        student_out = model(input_ids=ids, use_cache=False, output_hidden_states=hidden, logits_to_keep=1)
+        loss = kd_loss(self.student_output, self.teacher_output, self.temperature, self.hidden_weight,
+                       student_out.hidden_states, teacher_out.hidden_states)
         return (loss, student_out) if return_outputs else loss
 
 
