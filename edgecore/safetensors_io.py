@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from edgecore.errors import GPruneError, first_line
 
@@ -21,6 +20,9 @@ SHARD_BYTES = 512 << 20  # a written shard: what a writer holds in memory before
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool}
+
+
+CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
 def weight_files(directory: Path) -> list[Path]:
@@ -140,14 +142,20 @@ class ShardWriter:
         self.total = 0
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
-        self.pending[name] = tensor.detach().to("cpu").contiguous()
-        if sum(t.nbytes for t in self.pending.values()) >= self.shard_bytes:
+        tensor = tensor.detach().to("cpu").contiguous()
+        if self._pending_bytes() + tensor.nbytes > self.shard_bytes:
+            self._flush()  # a large tensor (an embedding) goes alone rather than on top of a full shard
+        self.pending[name] = tensor
+        if self._pending_bytes() >= self.shard_bytes:
             self._flush()
+
+    def _pending_bytes(self) -> int:
+        return sum(t.nbytes for t in self.pending.values())
 
     def _flush(self) -> None:
         if not self.pending:
             return
-        save_file(self.pending, self.directory / f"shard-{len(self.shards):05d}.tmp", metadata={"format": "pt"})
+        write_safetensors(self.directory / f"shard-{len(self.shards):05d}.tmp", self.pending)
         self.shards.append(list(self.pending))
         self.total += sum(t.nbytes for t in self.pending.values())
         self.pending = {}
@@ -165,3 +173,18 @@ class ShardWriter:
             weight_map.update({name: final for name in names})
         index = {"metadata": {"total_size": self.total}, "weight_map": weight_map}
         (self.directory / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A safetensors file written from the tensors' own memory (safetensors.torch.save_file copies every
+    tensor into bytes first, doubling what a writer holds)."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, t in tensors.items():
+        header[name] = {"dtype": CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned, as the format's own writer does
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded)
+        for t in tensors.values():
+            f.write(t.reshape(-1).view(torch.uint8).numpy().data)

@@ -128,3 +128,17 @@ def test_a_truncated_shard_is_named(tmp_path):
     result = CliRunner().invoke(cli, ["prune", "--model", str(source), "--sparsity", "0.2", "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and f"{victim}: truncated safetensors file" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_shard_files_are_safetensors_that_the_library_reads(tmp_path):
+    from edgecore.safetensors_io import write_safetensors
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {"w.bf16": torch.randn(3, 5, generator=g).bfloat16(), "w.f16": torch.randn(7, generator=g).half(),
+               "w.f32": torch.randn(2, 3, 4, generator=g), "ids": torch.arange(5), "mask": torch.tensor([True, False]),
+               "empty": torch.zeros(0, 4), "scalar": torch.tensor(2.5)}
+    write_safetensors(tmp_path / "x.safetensors", tensors)
+    back = load_file(tmp_path / "x.safetensors")
+    assert back.keys() == tensors.keys()
+    for name, t in tensors.items():
+        assert back[name].dtype == t.dtype and torch.equal(back[name], t), name
