@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from edgecore.devices import model_device
 from edgecore.errors import GPruneError, first_line
 from edgecore.families import family_of, layer_shapes
-from edgecore.loading import check_weights_match, load_config
+from edgecore.loading import all_finite, check_weights_match, load_config
 from edgecore.safetensors_io import StoredTensors
 
 COMPUTE_DTYPE = torch.float32  # pruning's arithmetic, whatever the checkpoint stores
@@ -157,7 +157,7 @@ class StreamedLayers(ModelLayers):
 
     def read(self, name: str, dtype: torch.dtype | None = COMPUTE_DTYPE) -> torch.Tensor:
         tensor = self.stored.read(name, dtype)
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if not all_finite(tensor):
             raise GPruneError(f"{self.directory}: tensor {name} holds NaN or Inf values")
         return tensor
 
@@ -198,7 +198,7 @@ class StreamedLayers(ModelLayers):
         name = _weight_name(self.skeleton, module)
         used, local = torch.unique(ids, return_inverse=True)
         rows = self.stored.read_rows(name, used, COMPUTE_DTYPE)
-        if not torch.isfinite(rows).all():
+        if not all_finite(rows):
             raise GPruneError(f"{self.directory}: tensor {name} holds NaN or Inf values")
         scratch = copy.deepcopy(module)
         scratch.weight = nn.Parameter(rows, requires_grad=False)

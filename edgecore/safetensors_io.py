@@ -16,6 +16,7 @@ from edgecore.errors import GPruneError, first_line
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+READ_BLOCK_ELEMENTS = 1 << 22  # converted at a time when a tensor is read in another precision
 SHARD_BYTES = 512 << 20  # a written shard: what a writer holds in memory before it flushes
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -72,14 +73,21 @@ class StoredTensors:
         return DTYPES[code]
 
     def read(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """One tensor, copied into memory (the file is mapped only while it is read)."""
-        path = self.files[name]
+        """One tensor, copied into memory (the file is mapped only while it is read); converted to `dtype` a
+        block of rows at a time, so that an 8B model's embedding is never in memory in both precisions."""
+        path, shape = self.files[name], self.shape(name)
         try:
             with safe_open(path, framework="pt") as f:
-                tensor = f.get_tensor(name)
+                if dtype is None or dtype == self.dtype(name) or len(shape) == 0:
+                    tensor = f.get_tensor(name)
+                    return tensor if dtype is None else tensor.to(dtype)
+                stored, out = f.get_slice(name), torch.empty(shape, dtype=dtype)
+                rows = max(1, READ_BLOCK_ELEMENTS // max(1, out[0].numel()))
+                for start in range(0, shape[0], rows):
+                    out[start:start + rows] = stored[start:start + rows]
+                return out
         except (SafetensorError, OSError) as e:
             raise GPruneError(f"{path}: cannot read {name} ({first_line(e)})") from None
-        return tensor if dtype is None else tensor.to(dtype)
 
 
     def read_rows(self, name: str, rows: torch.Tensor, dtype: torch.dtype | None = None,
