@@ -61,6 +61,10 @@ class DistillConfig(TypedConfig):
                                    "teacher generates itself from varied prompts: data-free distillation, generated "
                                    "once and cached), hf:DATASET[/CONFIG][:SPLIT][@COLUMN], or .txt/.jsonl files.",
                              default_factory=lambda: list(DEFAULT_DATA))
+    weights: list[float] | None = option(None, "Mixture weights, one per --data source in its order (e.g. 3,1,1): "
+                                               "each source's share of the budget [default: equal shares].")
+    max_passes: int = option(4, "Passes over a named source at most, each at another offset: a share beyond "
+                                "that comes from self (text the teacher generates) instead of memorising the text.")
     lora_rank: int = option(0, "0 trains every weight; N > 0 trains rank-N LoRA adapters on the attention and FFN "
                                "projections (less memory for optimizer state), merged into the weights at the end.")
     save_steps: int = option(50, "Checkpoint every this many steps into OUT.partial/ (for --resume); 0 = none.")
@@ -95,6 +99,14 @@ class DistillConfig(TypedConfig):
         if self.eval_windows < 0:
             raise GPruneError(f"eval_windows must be >= 0 (0 = skip the held-out KL), got {self.eval_windows}")
         self.data = parse_data(self.data)
+        if self.weights is not None:
+            if len(self.weights) != len(self.data):
+                raise GPruneError(f"weights: {len(self.weights)} given for {len(self.data)} data sources "
+                                  f"({', '.join(self.data)}); give one per source")
+            if any(w <= 0 for w in self.weights):
+                raise GPruneError(f"weights must be positive, got {', '.join(map(str, self.weights))}")
+        if self.max_passes < 1:
+            raise GPruneError(f"max_passes must be at least 1, got {self.max_passes}")
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (LR_LORA if self.lora_rank else LR_FULL)

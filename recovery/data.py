@@ -1,8 +1,10 @@
 """Training and held-out windows for distillation.
 
 Named sources (edgecore.textdata: built-in distributions, hf:NAME, local .txt/.jsonl files)
-give their "calib" half for training, so the "eval" half stays held out; a source too short
-for its share of the budget is repeated, each pass cut at another offset. The source "self"
+give their "calib" half for training, so the "eval" half stays held out. The budget is split by
+the mixture weights; a source too short for its share is repeated, each pass cut at another
+offset, up to `max_passes` passes: the rest of its share comes from "self" (a GPU budget of
+millions of tokens passed the 37k-token news text 149 times and memorised it). The source "self"
 is text the teacher generates itself from varied prompts (data-free distillation): sampled
 once and cached in the user cache, keyed by the teacher's weights, tokenizer and sampling
 settings. Generation is deterministic per batch (batch b depends on the seed and b only),
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import zlib
 from pathlib import Path
@@ -27,8 +30,9 @@ from edgecore.outputs import write_atomic
 from edgecore.pinned import cache_dir
 from recovery.config import SELF_SOURCE
 
+log = logging.getLogger(__name__)
 GEN_VERSION = 1
-GEN_BATCH = 8  # prompts per generate() call
+GEN_BATCH = {"cpu": 8, "cuda": 256}  # prompts per generate() call, by device type: a GPU samples hundreds at once
 GEN_NEW_TOKENS = 256  # tokens sampled per prompt (fewer when the teacher ends its text)
 GEN_TOP_P = 0.95  # nucleus sampling at temperature 1: the teacher's own distribution, minus its far tail
 GEN_SAVE_EVERY = 16  # batches between cache writes (an interrupted generation keeps what it made)
@@ -81,18 +85,45 @@ def check_sources(names: list[str]) -> None:
             raise GPruneError(f"data source {name}: no such file")
 
 
-def split_budget(n_windows: int, sources: list[str]) -> dict[str, int]:
-    """Windows per source: an even share, the remainder to the first sources."""
-    k = len(sources)
-    return {name: n_windows // k + (i < n_windows % k) for i, name in enumerate(sources)}
+def split_budget(n_windows: int, sources: list[str], weights: list[float] | None = None) -> dict[str, int]:
+    """Windows per source in proportion to `weights` (default: equal), the rounding remainder to the sources
+    that lost most to it (the first ones on a tie)."""
+    weights = weights or [1.0] * len(sources)
+    exact = [n_windows * w / sum(weights) for w in weights]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(sources)), key=lambda i: (shares[i] - exact[i], i))
+    for i in by_remainder[:n_windows - sum(shares)]:
+        shares[i] += 1
+    return dict(zip(sources, shares))
+
+
+def _named_stream(tokenizer, name: str, seq_len: int) -> torch.Tensor:
+    """A named source's training half as one token stream of whole windows."""
+    docs = textdata.load_documents(name, "calib")
+    return textdata.eval_windows(tokenizer, docs, seq_len, max_windows=2**62, source=name).flatten()
 
 
 def training_windows(tokenizer, sources: list[str], n_windows: int, seq_len: int, seed: int = 0,
-                     teacher=None, progress: bool = True) -> tuple[torch.Tensor, dict]:
-    """([n_windows, seq_len] shuffled training windows, {source: {"windows", "passes"}}).
-    "self" needs the teacher (it generates the text)."""
-    parts, info = [], {}
-    for name, n in split_budget(n_windows, sources).items():
+                     teacher=None, progress: bool = True, weights: list[float] | None = None,
+                     max_passes: int = 4) -> tuple[torch.Tensor, dict]:
+    """([n_windows, seq_len] shuffled training windows, {source: {"windows", "passes"[, "capped"]}}).
+    A named source gives at most `max_passes` passes over its text; what its share needs beyond that
+    comes from "self", which needs the teacher (it generates the text)."""
+    shares = split_budget(n_windows, sources, weights)
+    streams, info = {}, {}
+    for name, n in list(shares.items()):
+        if name == SELF_SOURCE or n == 0:
+            continue
+        streams[name] = _named_stream(tokenizer, name, seq_len)
+        cap = (len(streams[name]) - seq_len + 1) // seq_len * max_passes  # whole windows in any max_passes passes
+        if n > cap:
+            log.warning("data source %s: its share of %d windows needs more than %d passes over its %d tokens; "
+                        "%d windows come from self (text the teacher generates) instead", name, n, max_passes,
+                        len(streams[name]), n - cap)
+            shares[name], shares[SELF_SOURCE] = cap, shares.get(SELF_SOURCE, 0) + n - cap
+            info[name] = {"capped": n - cap}
+    parts = []
+    for name, n in shares.items():
         if n == 0:
             continue
         if name == SELF_SOURCE:
@@ -100,12 +131,10 @@ def training_windows(tokenizer, sources: list[str], n_windows: int, seq_len: int
                 raise GPruneError("the data source 'self' needs the teacher model to generate text")
             stream = self_generated_stream(teacher, tokenizer, n * seq_len, seed, progress)
         else:
-            docs = textdata.load_documents(name, "calib")
-            # every whole window of the text, consecutive; flattened back into one token stream
-            stream = textdata.eval_windows(tokenizer, docs, seq_len, max_windows=2**62, source=name).flatten()
+            stream = streams[name]
         windows, passes = _stream_windows(stream, n, seq_len, torch.Generator().manual_seed(_seed(seed, name)))
         parts.append(windows)
-        info[name] = {"windows": n, "passes": passes}
+        info[name] = {"windows": n, "passes": passes, **info.get(name, {})}
     windows = torch.cat(parts)
     order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))
     return windows[order].contiguous(), info
@@ -127,10 +156,14 @@ def heldout_windows(tokenizer, sources: list[str], seq_len: int, n: int) -> dict
 
 # ----------------------------------------------------------------------------- data-free: "self"
 
-def _prompts(tokenizer, batch: int, g: torch.Generator) -> list[str]:
+def gen_batch(device: torch.device) -> int:
+    return GEN_BATCH.get(device.type, GEN_BATCH["cpu"])
+
+
+def _prompts(tokenizer, n: int, g: torch.Generator) -> list[str]:
     chat = getattr(tokenizer, "chat_template", None)
     prompts = []
-    for _ in range(GEN_BATCH):
+    for _ in range(n):
         if chat and int(torch.randint(0, 2, (1,), generator=g)):
             question = QUESTIONS[int(torch.randint(0, len(QUESTIONS), (1,), generator=g))]
             prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
@@ -142,10 +175,10 @@ def _prompts(tokenizer, batch: int, g: torch.Generator) -> list[str]:
 
 @torch.no_grad()
 def generate_batch(teacher, tokenizer, seed: int, batch: int) -> list[list[int]]:
-    """GEN_BATCH token sequences (prompt + sampled continuation, up to end-of-text) for batch
+    """gen_batch(device) token sequences (prompt + sampled continuation, up to end-of-text) for batch
     number `batch`; the same (teacher, seed, batch, device) always gives the same sequences."""
     g = torch.Generator().manual_seed(_seed(seed, f"self-{batch}"))
-    prompts = _prompts(tokenizer, batch, g)
+    prompts = _prompts(tokenizer, gen_batch(model_device(teacher)), g)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     device = model_device(teacher)
@@ -174,7 +207,7 @@ def self_cache_path(teacher, tokenizer, seed: int) -> Path:
     device = model_device(teacher)
     spec = json.dumps({"v": GEN_VERSION, "teacher": model_fingerprint(teacher), "vocab": vocab,
                        "template": hashlib.sha1(str(getattr(tokenizer, "chat_template", "")).encode()).hexdigest()[:12],
-                       "seed": seed, "batch": GEN_BATCH, "new": GEN_NEW_TOKENS, "top_p": GEN_TOP_P,
+                       "seed": seed, "batch": gen_batch(device), "new": GEN_NEW_TOKENS, "top_p": GEN_TOP_P,
                        "openers": OPENERS, "questions": QUESTIONS, "device": device.type,
                        "dtype": str(next(teacher.parameters()).dtype)})
     return cache_dir() / "distill" / f"self-{hashlib.sha1(spec.encode()).hexdigest()[:20]}.json"

@@ -241,7 +241,8 @@ def distill_model(student, teacher, tokenizer, cfg: DistillConfig, ckpt_dir: str
 
         with args.main_process_first(desc="distillation data"):  # "self" text is generated once, then read
             windows, data_info = training_windows(tokenizer, cfg.data, steps * cfg.batch_size * world, cfg.seq_len,
-                                                  cfg.seed, teacher=teacher, progress=progress)
+                                                  cfg.seed, teacher=teacher, progress=progress, weights=cfg.weights,
+                                                  max_passes=cfg.max_passes)
             heldout = heldout_windows(tokenizer, cfg.data, cfg.seq_len, cfg.eval_windows)
         student.to(train_device)
         kl_before = _kl_table(student, teacher, heldout, cfg.batch_size)

@@ -20,7 +20,7 @@ from edgecore.loading import load_model
 from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
 from recovery.config import BUILTIN_SOURCES, DistillConfig
-from recovery.data import heldout_windows, self_cache_path, self_generated_stream
+from recovery.data import heldout_windows, self_cache_path, self_generated_stream, split_budget, training_windows
 from recovery.distill import CURVE_FILE, RECOVERY_FILE, distill_model, partial_dir, recover
 from recovery.loss import heldout_kl
 
@@ -99,7 +99,9 @@ def test_config_round_trips_and_refuses_bad_values():
     assert cfg.learning_rate() == 2e-4 and DistillConfig().learning_rate() == 5e-5
     for bad, needle in [({"tokens": 0}, "positive"), ({"tokens": -3}, "positive"), ({"data": ["wikki"]}, "unknown"),
                         ({"data": []}, "no data sources"), ({"temperature": 0.0}, "temperature"),
-                        ({"lora_rank": -1}, "lora_rank"), ({"tokenz": 5}, "no option 'tokenz'")]:
+                        ({"lora_rank": -1}, "lora_rank"), ({"tokenz": 5}, "no option 'tokenz'"),
+                        ({"data": ["wiki", "news"], "weights": [1.0]}, "1 given for 2 data sources"),
+                        ({"weights": [1.0, 0.0, 2.0]}, "positive"), ({"max_passes": 0}, "max_passes")]:
         with pytest.raises(GPruneError, match=needle):
             DistillConfig.from_dict(bad)
     assert set(BUILTIN_SOURCES) == set(textdata.SOURCE_NAMES)
@@ -175,6 +177,28 @@ def test_self_generated_text_is_cached_and_deterministic(tmp_path, monkeypatch, 
     _, history = distill_model(pruned_student(teacher), teacher, tok,
                                config(text, 2, data=["self", text], eval_windows=1), progress=False)
     assert set(history.data) == {"self", text} and list(history.heldout_kl["before"]) == [text, "mean"]
+
+
+def test_budget_follows_the_mixture_weights():
+    assert split_budget(10, ["a", "b", "c"]) == {"a": 4, "b": 3, "c": 3}
+    assert split_budget(10, ["a", "b", "c"], [3, 1, 1]) == {"a": 6, "b": 2, "c": 2}
+    assert split_budget(7, ["a", "b"], [1, 2]) == {"a": 2, "b": 5}  # 2.33 / 4.67: the larger remainder rounds up
+    assert sum(split_budget(1001, ["a", "b", "c"], [0.2, 0.3, 0.5]).values()) == 1001
+
+
+def test_a_source_past_its_passes_is_topped_up_by_the_teacher(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("GPRUNE_CACHE", str(tmp_path / "cache"))
+    teacher, tok = tiny_model(seed=0), tiny_tokenizer()
+    short = write_text(tmp_path / "short.txt", n_docs=2, chars=200)  # one training document: 5-6 windows a pass
+    windows, info = training_windows(tok, [str(short)], 20, SEQ, teacher=teacher, progress=False, max_passes=2)
+    assert windows.shape == (20, SEQ)
+    assert info[str(short)] == {"windows": 10, "passes": 2, "capped": 10}
+    assert info["self"]["windows"] == 10
+    assert "10 windows come from self" in caplog.text
+    with pytest.raises(GPruneError, match="needs the teacher"):
+        training_windows(tok, [str(short)], 20, SEQ, max_passes=2)
+    _, uncapped = training_windows(tok, [str(short)], 20, SEQ, max_passes=10)
+    assert uncapped == {str(short): {"windows": 20, "passes": 4}}
 
 
 # ----------------------------------------------------------------------------- files and CLI
@@ -269,7 +293,7 @@ def other_tokenizer_dir(path):
 
 @pytest.mark.parametrize("case", ["other-vocabulary", "other-tokenizer", "tokens-zero", "tokens-negative",
                                   "tokens-garbled", "missing-data-file", "unknown-data-source", "not-a-model",
-                                  "no-such-dir", "no-recipe-no-teacher"])
+                                  "no-such-dir", "no-recipe-no-teacher", "weights-garbled", "weights-count"])
 def test_bad_inputs_are_refused_in_one_line_and_leave_nothing(tmp_path, pruned_dir, text, case):
     out = tmp_path / "out"
     args = dict(pruned=pruned_dir, tokens=4 * TOKENS_PER_STEP, data=text, extra=[])
@@ -278,7 +302,8 @@ def test_bad_inputs_are_refused_in_one_line_and_leave_nothing(tmp_path, pruned_d
         "tokens-zero": ("positive",), "tokens-negative": ("positive",), "tokens-garbled": ("--tokens",),
         "missing-data-file": ("no such file",), "unknown-data-source": ("unknown data source 'wikki'",),
         "not-a-model": ("not a model directory",), "no-such-dir": ("not a model directory",),
-        "no-recipe-no-teacher": ("give --teacher",),
+        "no-recipe-no-teacher": ("give --teacher",), "weights-garbled": ("comma-separated list of float",),
+        "weights-count": ("2 given for 1 data sources",),
     }[case]
     if case == "other-vocabulary":
         args["extra"] = ["--teacher", other_vocab_dir(tmp_path / "teacher")]
@@ -297,6 +322,8 @@ def test_bad_inputs_are_refused_in_one_line_and_leave_nothing(tmp_path, pruned_d
         args["pruned"] = tmp_path / "nowhere"
     elif case == "no-recipe-no-teacher":
         args["pruned"] = tiny_dir(tmp_path / "bare")
+    elif case.startswith("weights-"):
+        args["extra"] = ["--weights", "2,x" if case == "weights-garbled" else "2,1"]
     refused(run("recover", args["pruned"], "--tokens", args["tokens"], "--seq-len", SEQ, "--batch-size", BATCH,
                 "--data", args["data"], "--device", "cpu", "--out", out, *args["extra"]), *needles)
     no_leftovers(out)

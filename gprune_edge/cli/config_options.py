@@ -37,8 +37,17 @@ class TokenCount(click.ParamType):
 class CommaList(click.ParamType):
     name = "A,B,..."
 
+    def __init__(self, item=str):
+        self.item = item
+
     def convert(self, value, param, ctx):
-        return value if isinstance(value, list) else value.split(",")
+        if isinstance(value, list):
+            return value
+        try:
+            return [self.item(v) for v in value.split(",")]
+        except ValueError:
+            raise GPruneError(f"--{param.name.replace('_', '-')} must be a comma-separated list of {self.item.__name__} "
+                              f"values, got {value!r}") from None
 
 
 def _click_type(tp):
@@ -48,7 +57,7 @@ def _click_type(tp):
     if origin is typing.Literal:
         return click.Choice([str(a) for a in args])
     if origin in (list, tuple):
-        return CommaList()
+        return CommaList(args[0] if args and args[0] in (int, float, str) else str)
     return {int: int, float: float, str: str, bool: bool}[tp]
 
 
