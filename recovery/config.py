@@ -5,6 +5,7 @@ teacher): one typed config, saved in the output's recovery.json so the run can b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,8 +16,10 @@ SELF_SOURCE = "self"  # text the teacher generates itself (data-free distillatio
 DEFAULT_DATA = ("wiki", "news", "code")  # the calibration distributions, train ("calib") halves
 BUILTIN_SOURCES = ("wiki", "news", "science", "code", "dialogue", "boolq")  # edgecore.textdata.SOURCE_NAMES
 MAX_SEQ_LEN = 8192
-LR_FULL = 5e-5  # default learning rate when every weight trains
+LR_FULL = 5e-5  # default learning rate when every weight trains, at LR_TOKENS tokens per step
 LR_LORA = 2e-4  # default learning rate for LoRA adapters (they start at zero and need a larger step)
+LR_TOKENS = 1024  # tokens per step the default rates are for (4 x 256); they scale with its square root
+BATCH_BY_DEVICE = {"cpu": 4, "cuda": 32}  # default windows per step and process
 
 
 def check_source_name(name: str) -> str:
@@ -50,9 +53,11 @@ class DistillConfig(TypedConfig):
                                  "distilled at about 70 tokens/s on 2 idle CPU cores with the default batch, "
                                  "BENCHMARKS.md); millions need a GPU.")
     seq_len: int = option(256, "Tokens per training window.")
-    batch_size: int = option(4, "Windows per optimizer step and process (data-parallel runs multiply it).")
+    batch_size: int | None = option(None, "Windows per optimizer step and process (data-parallel runs multiply "
+                                          "it) [default: 4 on the CPU, 32 on CUDA].")
     lr: float | None = option(None, f"Peak learning rate (short warmup, cosine decay to a tenth) [default: "
-                                    f"{LR_FULL:g}; {LR_LORA:g} with LoRA].")
+                                    f"{LR_FULL:g} ({LR_LORA:g} with LoRA) at {LR_TOKENS} tokens per step, scaled "
+                                    f"with the square root of the tokens per step: {LR_FULL * 4:g} at 32 x 512].")
     temperature: float = option(1.0, "KL temperature; 1 = forward KL(teacher||student) on the logits.")
     hidden_weight: float = option(0.0, "Weight of an extra loss matching every decoder layer's output to the "
                                        "teacher's (MSE, normalized by the teacher's mean square per layer); 0 = off.")
@@ -84,7 +89,7 @@ class DistillConfig(TypedConfig):
             raise GPruneError(f"tokens (the distillation budget) must be a positive number, got {self.tokens}")
         if not 2 <= self.seq_len <= MAX_SEQ_LEN:
             raise GPruneError(f"seq_len (tokens per training window) must be in [2, {MAX_SEQ_LEN}], got {self.seq_len}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise GPruneError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.lr is not None and not 0 < self.lr < 1:
             raise GPruneError(f"lr (learning rate) must be in (0, 1), got {self.lr}")
@@ -108,5 +113,12 @@ class DistillConfig(TypedConfig):
         if self.max_passes < 1:
             raise GPruneError(f"max_passes must be at least 1, got {self.max_passes}")
 
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (LR_LORA if self.lora_rank else LR_FULL)
+    def batch_for(self, device_type: str) -> int:
+        """Windows per step and process on a device of this type ("cpu", "cuda")."""
+        return self.batch_size or BATCH_BY_DEVICE.get(device_type, BATCH_BY_DEVICE["cpu"])
+
+    def learning_rate(self, tokens_per_step: int = LR_TOKENS) -> float:
+        """The peak learning rate for steps of `tokens_per_step` tokens (all processes together)."""
+        if self.lr is not None:
+            return self.lr
+        return (LR_LORA if self.lora_rank else LR_FULL) * math.sqrt(tokens_per_step / LR_TOKENS)

@@ -55,7 +55,8 @@ PARTIAL_SUFFIX = ".partial"  # recover's checkpoint folder: OUT.partial beside O
 RECIPE_FILE = "recipe.json"  # the pruning recipe saved with every pruned checkpoint; its "model" is the teacher
 COPIED_FILES = (RECIPE_FILE, "prune_summary.json", "prune_plot.png")  # from PRUNED_DIR, when present
 LORA_ROLES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-RESUME_KEYS = ("tokens", "seq_len", "batch_size", "lr", "temperature", "hidden_weight", "data", "lora_rank", "seed")
+RESUME_KEYS = ("tokens", "seq_len", "batch_size", "lr", "temperature", "hidden_weight", "data", "weights", "max_passes",
+               "lora_rank", "seed")
 WARMUP_SHARE = 0.03  # of the steps: linear warmup, then cosine decay to MIN_LR_RATE of the peak
 MIN_LR_RATE = 0.1
 LOG_POINTS = 200  # about this many loss points in the history, whatever the budget
@@ -214,9 +215,10 @@ def distill_model(student, teacher, tokenizer, cfg: DistillConfig, ckpt_dir: str
     saving = ckpt_dir is not None and cfg.save_steps > 0  # save_steps 0: no checkpoints (a resume still reads one)
     started = time.perf_counter()
 
-    world = _world_size()
-    tokens_per_step = cfg.batch_size * cfg.seq_len * world
+    world, batch = _world_size(), cfg.batch_for(device.type)
+    tokens_per_step = batch * cfg.seq_len * world
     steps = math.ceil(cfg.tokens / tokens_per_step)
+    learning_rate = cfg.learning_rate(tokens_per_step)
     cuda = device.type == "cuda"
     if cuda and device.index is not None:
         torch.cuda.set_device(device)
@@ -225,8 +227,8 @@ def distill_model(student, teacher, tokenizer, cfg: DistillConfig, ckpt_dir: str
         output_dir = ckpt_dir if saving else Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="gprune-distill-")))
         args = TrainingArguments(
-            output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size, max_steps=steps,
-            learning_rate=cfg.learning_rate(), lr_scheduler_type="cosine_with_min_lr",
+            output_dir=str(output_dir), per_device_train_batch_size=batch, max_steps=steps,
+            learning_rate=learning_rate, lr_scheduler_type="cosine_with_min_lr",
             lr_scheduler_kwargs={"min_lr_rate": MIN_LR_RATE}, warmup_steps=int(WARMUP_SHARE * steps),
             weight_decay=0.0, max_grad_norm=1.0, logging_steps=max(1, steps // LOG_POINTS),
             save_strategy="steps" if saving else "no", save_steps=cfg.save_steps or 1,
@@ -240,12 +242,12 @@ def distill_model(student, teacher, tokenizer, cfg: DistillConfig, ckpt_dir: str
         teacher.eval().requires_grad_(False)
 
         with args.main_process_first(desc="distillation data"):  # "self" text is generated once, then read
-            windows, data_info = training_windows(tokenizer, cfg.data, steps * cfg.batch_size * world, cfg.seq_len,
+            windows, data_info = training_windows(tokenizer, cfg.data, steps * batch * world, cfg.seq_len,
                                                   cfg.seed, teacher=teacher, progress=progress, weights=cfg.weights,
                                                   max_passes=cfg.max_passes)
             heldout = heldout_windows(tokenizer, cfg.data, cfg.seq_len, cfg.eval_windows)
         student.to(train_device)
-        kl_before = _kl_table(student, teacher, heldout, cfg.batch_size)
+        kl_before = _kl_table(student, teacher, heldout, batch)
 
         model = _lora(student, cfg) if cfg.lora_rank else student
         model.train()
@@ -264,12 +266,12 @@ def distill_model(student, teacher, tokenizer, cfg: DistillConfig, ckpt_dir: str
         if cfg.lora_rank:
             student = model.merge_and_unload()
         student.eval()
-        kl_after = _kl_table(student, teacher, heldout, cfg.batch_size)
+        kl_after = _kl_table(student, teacher, heldout, batch)
         state = trainer.state
 
     history = DistillHistory(
         steps=state.global_step, tokens_per_step=tokens_per_step, tokens_seen=state.global_step * tokens_per_step,
-        learning_rate=cfg.learning_rate(), processes=world, device=str(train_device),
+        learning_rate=learning_rate, processes=world, device=str(train_device),
         dtype="bfloat16" if cuda else "float32",
         resumed_from_step=_step_of(start_from) if start_from else 0,
         seconds=round(time.perf_counter() - started, 2), data=data_info,

@@ -97,6 +97,11 @@ def test_config_round_trips_and_refuses_bad_values():
     assert cfg.data == ["wiki", "self"]
     assert DistillConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.learning_rate() == 2e-4 and DistillConfig().learning_rate() == 5e-5
+    # defaults scale with the device: 4 windows on the CPU, 32 on CUDA; the rate with sqrt(tokens per step)
+    assert DistillConfig().batch_for("cpu") == 4 and DistillConfig().batch_for("cuda") == 32
+    assert DistillConfig(batch_size=8).batch_for("cuda") == 8
+    assert DistillConfig().learning_rate(32 * 512) == pytest.approx(2e-4)
+    assert DistillConfig(lr=1e-3).learning_rate(32 * 512) == 1e-3
     for bad, needle in [({"tokens": 0}, "positive"), ({"tokens": -3}, "positive"), ({"data": ["wikki"]}, "unknown"),
                         ({"data": []}, "no data sources"), ({"temperature": 0.0}, "temperature"),
                         ({"lora_rank": -1}, "lora_rank"), ({"tokenz": 5}, "no option 'tokenz'"),
