@@ -60,6 +60,7 @@ def main():
     ap.add_argument("--steps", type=int, default=6, help="optimizer steps (the first one is not timed)")
     ap.add_argument("--lora-rank", type=int, default=0)
     ap.add_argument("--hidden-weight", type=float, default=0.0)
+    ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--student-ffn", type=int, default=0, help="student FFN width (0 = the teacher's)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
@@ -110,6 +111,7 @@ def main():
             sources = ["code"]
         cfg = DistillConfig(tokens=tokens, seq_len=args.seq_len, batch_size=args.batch_size, data=sources,
                             lora_rank=args.lora_rank, hidden_weight=args.hidden_weight, save_steps=0,
+                            gradient_checkpointing=args.gradient_checkpointing,
                             eval_windows=0)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -120,7 +122,8 @@ def main():
     result = {
         "model": args.model, "device": str(device), "dtype": history.dtype, "threads": args.threads,
         "batch_size": args.batch_size, "seq_len": args.seq_len, "steps": history.steps, "lora_rank": args.lora_rank,
-        "hidden_weight": args.hidden_weight, "student_ffn": layer_shapes(student.config)[0].ffn,
+        "hidden_weight": args.hidden_weight, "gradient_checkpointing": args.gradient_checkpointing,
+        "learning_rate": history.learning_rate, "student_ffn": layer_shapes(student.config)[0].ffn,
         "student_params": sum(p.numel() for p in student.parameters()),
         "tokens_per_s": round(per_s, 1) if per_s else None,
         "seconds_per_step": round((step_times[-1] - step_times[0]) / timed, 3) if timed > 0 else None,

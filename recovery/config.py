@@ -72,6 +72,9 @@ class DistillConfig(TypedConfig):
                                 "that comes from self (text the teacher generates) instead of memorising the text.")
     lora_rank: int = option(0, "0 trains every weight; N > 0 trains rank-N LoRA adapters on the attention and FFN "
                                "projections (less memory for optimizer state), merged into the weights at the end.")
+    gradient_checkpointing: bool = option(False, "Recompute each decoder layer's activations in the backward pass "
+                                                 "instead of keeping them: less memory (the most of it at large "
+                                                 "batches), about a third more compute.")
     save_steps: int = option(50, "Checkpoint every this many steps into OUT.partial/ (for --resume); 0 = none.")
     seed: int = option(0, "Seed for the windows, their order and LoRA.")
     eval_windows: int = option(4, "Held-out windows per source for the KL to the teacher reported before and "

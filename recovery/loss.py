@@ -14,7 +14,7 @@ from edgecore.devices import model_device
 from edgecore.errors import GPruneError
 from edgecore.families import family_of
 
-CHUNK_ELEMENTS = 2 ** 25  # logits per chunk (128 MB in float32): tokens per chunk = this // vocabulary
+CHUNK_ELEMENTS = 2 ** 23  # logits per chunk (32 MB in float32): tokens per chunk = this // vocabulary
 
 
 class OutputLayerInput:
@@ -62,7 +62,7 @@ def kl_sum(student: torch.Tensor, s_weight: torch.Tensor, teacher: torch.Tensor,
         h = student[start:start + rows]
         z = _logits(h, s_weight, softcap)
         log_q = F.log_softmax(z / temperature, dim=-1)
-        log_p = F.log_softmax(_logits(teacher[start:start + rows], t_weight, softcap) / temperature, dim=-1)
+        log_p = F.log_softmax(_logits(teacher[start:start + rows], t_weight, softcap).div_(temperature), dim=-1)
         total += F.kl_div(log_q, log_p, log_target=True, reduction="sum")
         if grad_h is None and grad_w is None:
             continue
@@ -86,14 +86,17 @@ class _ChunkedKD(torch.autograd.Function):
         total, grad_h, grad_w = kl_sum(student, s_weight, teacher, t_weight, temperature, softcap,
                                        grads=(ctx.needs_input_grad[0], ctx.needs_input_grad[1]))
         scale = temperature ** 2 / len(student)
-        ctx.grad_h = grad_h * scale if grad_h is not None else None
-        ctx.grad_w = (grad_w * scale).to(s_weight.dtype) if grad_w is not None else None
+        ctx.grad_h = grad_h.mul_(scale) if grad_h is not None else None
+        ctx.grad_w = grad_w.mul_(scale).to(s_weight.dtype) if grad_w is not None else None
         return total * scale
 
     @staticmethod
     def backward(ctx, grad):
-        grad_h = ctx.grad_h * grad if ctx.grad_h is not None else None
-        grad_w = ctx.grad_w * grad if ctx.grad_w is not None else None
+        grad_h, grad_w, ctx.grad_h, ctx.grad_w = ctx.grad_h, ctx.grad_w, None, None
+        if grad_h is not None:
+            grad_h.mul_(grad)
+        if grad_w is not None:
+            grad_w.mul_(grad)
         return grad_h, grad_w, None, None, None, None
 
 

@@ -139,6 +139,16 @@ def test_hidden_state_term_and_temperature_train(text):
     assert history.heldout_kl == {}
 
 
+def test_gradient_checkpointing_trains_the_same_weights(text):
+    teacher, tok = tiny_model(seed=0), tiny_tokenizer()
+    base = pruned_student(teacher)
+    plain, _ = distill_model(copy.deepcopy(base), teacher, tok, config(text, 3, eval_windows=0), progress=False)
+    recomputed, _ = distill_model(copy.deepcopy(base), teacher, tok,
+                                  config(text, 3, eval_windows=0, gradient_checkpointing=True), progress=False)
+    assert_same_weights(weights(recomputed), weights(plain))
+    assert any(not torch.equal(v, weights(base)[k]) for k, v in weights(plain).items())
+
+
 @pytest.mark.parametrize("lora_rank", [0, 2], ids=["full", "lora"])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, text, lora_rank):
     teacher, tok = tiny_model(seed=0), tiny_tokenizer()
