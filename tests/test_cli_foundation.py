@@ -166,3 +166,29 @@ def test_smollm2_magnitude_30_percent(tmp_path, smollm2_dir):
     ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
     text = tokenizer.decode(model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:])
     assert len(text.strip()) > 0
+
+
+def test_freed_memory_goes_back_to_the_os():
+    """With the command line's allocator setting, 16 MB tensors freed below a live one leave the RSS;
+    with glibc's defaults (the first branch) they stay in the heap."""
+    import subprocess
+    import sys
+
+    probe = ("import re, sys, torch\n"
+             "from edgecore.allocator import return_freed_memory\n"
+             "rss = lambda: int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) >> 10\n"
+             "if sys.argv[1] == 'tuned':\n"
+             "    assert return_freed_memory()\n"
+             "t = torch.ones(4 << 20); del t\n"  # a 16 MB block freed: glibc's mmap threshold rises above it
+             "base = rss(); ts = [torch.ones(4 << 20) for _ in range(16)]; pin = torch.ones(1 << 16)\n"
+             "held = rss(); del ts\n"
+             "print(held - base, rss() - base)\n")
+
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True)
+        return tuple(map(int, out.stdout.split()))
+
+    held, kept = run("defaults")
+    assert held >= 250 and kept >= 200, (held, kept)  # the effect the setting exists for
+    held, kept = run("tuned")
+    assert held >= 250 and kept < 20, (held, kept)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from edgecore.allocator import return_freed_memory
 from edgecore.errors import GPruneError, first_line
 from gprune_edge.cli.build import build
 from gprune_edge.cli.export import export
@@ -37,6 +38,7 @@ def cli():
 
     MODEL arguments take a built-in name (smollm2-135m, the default), a local
     Hugging Face directory, a .gguf file, or a hub id."""
+    return_freed_memory()  # a layer or a chunk at a time should look so to the OS (edgecore/allocator.py)
 
 
 for command in (build, export, info, prune, recover, targets, verify):
