@@ -4,6 +4,7 @@ and peak memory, one JSON line.
     python bench/recover_speed.py [--threads 2 --batch-size 4 --seq-len 256 --steps 6]
     python bench/recover_speed.py --model smollm2-135m   # the real weights and tokenizer
     python bench/recover_speed.py --student-ffn 1024     # a pruned-width student (FFN 1536 -> 1024)
+    python bench/recover_speed.py --model smollm2-135m --batch-size 8 --student-ffn 1000 --gradient-checkpointing
 
 By default the teacher has random weights of SmolLM2-135M's shape (30 layers, hidden 576, FFN
 1536, 9/3 heads, 49152-token vocabulary) and a synthetic tokenizer over random text, so it runs
@@ -63,7 +64,13 @@ def main():
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--student-ffn", type=int, default=0, help="student FFN width (0 = the teacher's)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--glibc-defaults", action="store_true",
+                    help="keep glibc's allocator defaults (the command line returns freed memory to the OS)")
     args = ap.parse_args()
+    if not args.glibc_defaults:
+        from edgecore.allocator import return_freed_memory
+
+        return_freed_memory()
 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
@@ -123,7 +130,7 @@ def main():
         "model": args.model, "device": str(device), "dtype": history.dtype, "threads": args.threads,
         "batch_size": args.batch_size, "seq_len": args.seq_len, "steps": history.steps, "lora_rank": args.lora_rank,
         "hidden_weight": args.hidden_weight, "gradient_checkpointing": args.gradient_checkpointing,
-        "learning_rate": history.learning_rate, "student_ffn": layer_shapes(student.config)[0].ffn,
+        "learning_rate": history.learning_rate, "glibc_defaults": args.glibc_defaults, "student_ffn": layer_shapes(student.config)[0].ffn,
         "student_params": sum(p.numel() for p in student.parameters()),
         "tokens_per_s": round(per_s, 1) if per_s else None,
         "seconds_per_step": round((step_times[-1] - step_times[0]) / timed, 3) if timed > 0 else None,
