@@ -25,19 +25,24 @@ def main(records_file: str, png: str) -> None:
     by_tokens = sorted((r for r in one if r["shape"] == sweep_shape), key=lambda r: r["calibration_tokens"])
 
     print("| shape | layers | checkpoint (bf16) | calibration tokens | processes | wall | planning | writing "
-          "(reconstruction) | peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "(reconstruction) | peak RSS | GGUF q4_k_m export: wall, peak RSS, size |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(records, key=lambda r: (r["checkpoint_mb"], r["calibration_tokens"], r.get("processes", 1))):
+        export = (f"{r['export_wall_s']:.0f} s, {r['export_peak_rss_mb'] / 1024:.2f} GB, {r['gguf_mb'] / 1024:.2f} GB"
+                  if "export_wall_s" in r else "-")
         print(f"| {r['shape']} | {r['layers']} | {r['checkpoint_mb'] / 1024:.2f} GB | {r['calibration_tokens']} | "
               f"{r.get('processes', 1)} | {r['wall_s']:.0f} s | {r['planning_s']:.0f} s | {r['writing_s']:.0f} s "
-              f"({r['reconstruction_s']:.0f} s) | {r['peak_rss_mb'] / 1024:.2f} GB |")
+              f"({r['reconstruction_s']:.0f} s) | {r['peak_rss_mb'] / 1024:.2f} GB | {export} |")
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     gb = [r["checkpoint_mb"] / 1024 for r in by_size]
     axes[0].plot(gb, [r["wall_s"] / 60 for r in by_size], "o-")
     axes[0].set(xlabel="checkpoint (GB, bf16)", ylabel="wall time (min)",
                 title=f"prune 20% + reconstruction, {by_size[0]['calibration_tokens']} calibration tokens")
-    axes[1].plot(gb, [r["peak_rss_mb"] / 1024 for r in by_size], "o-")
+    axes[1].plot(gb, [r["peak_rss_mb"] / 1024 for r in by_size], "o-", label="prune")
+    exported = [(x, r["export_peak_rss_mb"] / 1024) for x, r in zip(gb, by_size) if "export_peak_rss_mb" in r]
+    if exported:
+        axes[1].plot(*zip(*exported), "s--", label="export (GGUF q4_k_m, parity check)")
     axes[1].axhline(4, color="grey", ls="--", label="goal: 4 GB")
     axes[1].set(xlabel="checkpoint (GB, bf16)", ylabel="peak RSS (GB)", title="peak memory", ylim=(0, None))
     axes[1].legend()
