@@ -81,13 +81,8 @@ class InMemoryLayers(ModelLayers):
 
     @contextlib.contextmanager
     def layer(self, i: int, device: torch.device):
-        layer = self.family.decoder_layers(self.model)[i]
-        home = model_device(layer)
-        layer.to(device)
-        try:
+        with _visiting(self.family.decoder_layers(self.model)[i], device) as layer:
             yield layer
-        finally:
-            layer.to(home)
 
     def weight(self, i: int, role: str) -> torch.Tensor:
         return self.family.module(self.family.decoder_layers(self.model)[i], role).weight.detach().cpu()
@@ -106,23 +101,13 @@ class InMemoryLayers(ModelLayers):
                 getattr(body, name).to(dev)
 
     def embed(self, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
-        module = self.model.get_input_embeddings()
-        home = model_device(module)
-        module.to(device)
-        try:
+        with _visiting(self.model.get_input_embeddings(), device) as module:
             return module(ids.to(device))
-        finally:
-            module.to(home)
 
     @contextlib.contextmanager
     def output_head(self, device: torch.device):
-        head = self.model.get_output_embeddings()
-        home = model_device(head)
-        head.to(device)
-        try:
+        with _visiting(self.model.get_output_embeddings(), device) as head:
             yield head
-        finally:
-            head.to(home)
 
     def outside_tensors(self):
         for name, tensor in self.model.state_dict().items():
@@ -195,7 +180,7 @@ class StreamedLayers(ModelLayers):
         # the embedding module on a table of only the rows these ids use (ids renumbered into it): the same
         # arithmetic as on the whole table, without an 8B model's 2 GB of it in float32
         module = self.skeleton.get_input_embeddings()
-        name = _weight_name(self.skeleton, module)
+        name = weight_name(self.skeleton, module)
         used, local = torch.unique(ids, return_inverse=True)
         rows = self.stored.read_rows(name, used, COMPUTE_DTYPE)
         if not all_finite(rows):
@@ -207,9 +192,9 @@ class StreamedLayers(ModelLayers):
     @contextlib.contextmanager
     def output_head(self, device: torch.device):
         head = self.skeleton.get_output_embeddings()
-        name = _weight_name(self.skeleton, head)
+        name = weight_name(self.skeleton, head)
         if name not in self.stored.files:  # tied: the output layer is the input embedding
-            name = _weight_name(self.skeleton, self.skeleton.get_input_embeddings())
+            name = weight_name(self.skeleton, self.skeleton.get_input_embeddings())
         head.weight = nn.Parameter(self.read(name).to(device), requires_grad=False)
         try:
             yield head
@@ -222,7 +207,19 @@ class StreamedLayers(ModelLayers):
                 yield name, self.read(name, dtype=None)
 
 
-def _weight_name(model: nn.Module, module: nn.Module) -> str:
+@contextlib.contextmanager
+def _visiting(module: nn.Module, device: torch.device):
+    """`module` on `device` for the duration of the block, then back where it was."""
+    home = model_device(module)
+    module.to(device)
+    try:
+        yield module
+    finally:
+        module.to(home)
+
+
+def weight_name(model: nn.Module, module: nn.Module) -> str:
+    """The state-dict name of `module`'s weight within `model`."""
     return next(n for n, m in model.named_modules() if m is module) + ".weight"
 
 

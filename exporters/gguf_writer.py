@@ -15,6 +15,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from edgecore.errors import GPruneError
 from edgecore.families import GGUF_NEOX_ROPE, gguf_arch
+from edgecore.model_layers import weight_name
 from exporters.gguf_vocab import add_tokenizer
 from exporters.source import Source
 
@@ -122,7 +123,7 @@ def gguf_names(source: Source, arch: str) -> dict[str, str]:
     names = gguf.get_tensor_name_map(arch_enum, len(source.shapes))
     skeleton = source.layers.skeleton
     # tied: llama.cpp reads token_embd for the output when output.weight is absent
-    head = next(n for n, m in skeleton.named_modules() if m is skeleton.get_output_embeddings()) + ".weight"
+    head = weight_name(skeleton, skeleton.get_output_embeddings())
     out = {}
     for hf_name in source.tensors.names():
         if hf_name == head and source.config.tie_word_embeddings:
