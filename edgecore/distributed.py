@@ -41,11 +41,15 @@ def world() -> int:
     return dist.get_world_size() if active() else 1
 
 
+def _backend_device() -> torch.device:
+    """Where the backend's collectives run: gloo on the CPU, NCCL on this process's GPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` summed over the processes, in place (it visits the backend's device when it is elsewhere:
-    gloo reduces on the CPU, NCCL on the GPU)."""
+    """`tensor` summed over the processes, in place (it visits the backend's device when it is elsewhere)."""
     if active():
-        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        on = _backend_device()
         if tensor.device == on:
             dist.all_reduce(tensor)
         else:
@@ -53,6 +57,22 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
             dist.all_reduce(moved)
             tensor.copy_(moved)
     return tensor
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """The rows of every process's `tensor`, in rank order (the processes may hold different numbers of
+    rows; the collective needs equal shapes, so each sends its rows padded to the longest)."""
+    if not active():
+        return tensor
+    on = _backend_device()
+    count = torch.tensor([len(tensor)], device=on)
+    counts = [torch.empty_like(count) for _ in range(world())]
+    dist.all_gather(counts, count)
+    padded = torch.zeros(max(int(c) for c in counts), *tensor.shape[1:], dtype=tensor.dtype, device=on)
+    padded[:len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in range(world())]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:int(c)] for part, c in zip(parts, counts)]).to(tensor.device)
 
 
 def barrier() -> None:

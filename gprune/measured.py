@@ -28,40 +28,52 @@ class Sublayer:
     min_keep: int  # units that must stay (besides protected ones, which are in no queue)
     lam: float
     delta: torch.Tensor = None  # [hidden, T] output change of what is removed so far
+    delta_sqnorm: torch.Tensor = None  # [T] its squared norm per token
     objective: float = 0.0
     removed: list[int] = field(default_factory=list)  # in removal order
     version: int = 0
 
     def __post_init__(self):
         self.delta = torch.zeros(self.weight.shape[0], self.x.shape[1], dtype=self.x.dtype)
+        self.delta_sqnorm = torch.zeros(self.x.shape[1], dtype=self.x.dtype)
 
     @property
     def n_units(self) -> int:
         return len(self.unit_channels)
 
-    def per_dataset(self, delta: torch.Tensor) -> torch.Tensor:
-        err = delta.pow(2).sum(0) * self.inv_norm
-        return torch.stack([err[a:b].mean() for a, b in self.segments])
-
-    def combine(self, per_dataset: torch.Tensor) -> float:
+    def combine(self, sqnorm: torch.Tensor) -> float:
+        """The objective of an output change with squared norm `sqnorm` per token."""
+        per_dataset = torch.stack([(sqnorm * self.inv_norm)[a:b].mean() for a, b in self.segments])
         return float(per_dataset.mean() + self.lam * per_dataset.max())
 
-    def trial(self, units: list[int]) -> tuple[float, torch.Tensor]:
-        cols = torch.cat([self.unit_channels[u] for u in units])
-        delta = self.delta + self.weight[:, cols] @ self.x[cols]
-        return self.combine(self.per_dataset(delta)), delta
+    def trial(self, units: list[int]) -> float:
+        """The objective after also removing `units`. Their output change is W_c x_c; per token,
+        |delta + W_c x_c|^2 = |delta|^2 + 2 x_c.(W_c' delta) + x_c' (W_c' W_c) x_c: products of the chunk's
+        width, never a new [hidden, T] tensor (the greedy measures thousands of chunks per layer)."""
+        cols = self._columns(units)
+        w, x = self.weight[:, cols], self.x[cols]
+        change = (2 * (w.T @ self.delta) + (w.T @ w) @ x).mul_(x).sum(0)
+        return self.combine(self.delta_sqnorm + change)
 
-    def apply(self, units: list[int], objective: float, delta: torch.Tensor) -> None:
-        self.delta, self.objective = delta, objective
+    def apply(self, units: list[int], objective: float) -> None:
+        self._move(units, 1.0)
+        self.objective = objective
         self.removed += units
-        self.version += 1
 
     def restore(self, n: int) -> None:
         """Put back the last n removed units (used when aligning widths upwards)."""
         back, self.removed = self.removed[len(self.removed) - n:], self.removed[:len(self.removed) - n]
-        cols = torch.cat([self.unit_channels[u] for u in back])
-        self.delta = self.delta - self.weight[:, cols] @ self.x[cols]
-        self.objective = self.combine(self.per_dataset(self.delta))
+        self._move(back, -1.0)
+        self.objective = self.combine(self.delta_sqnorm)
+
+    def _columns(self, units: list[int]) -> torch.Tensor:
+        return torch.cat([self.unit_channels[u] for u in units])
+
+    def _move(self, units: list[int], sign: float) -> None:
+        """Add (sign 1) or take back (-1) the output change of removing `units`."""
+        cols = self._columns(units)
+        self.delta.addmm_(self.weight[:, cols], self.x[cols], alpha=sign)
+        self.delta_sqnorm = self.delta.pow(2).sum(0)
         self.version += 1
 
 
@@ -102,8 +114,8 @@ def removal_path(sub: Sublayer, queues: list[Queue], first: int, chunk: int) -> 
     def push(j: int) -> None:
         units = _next_chunk(queues[j], sub, chunk)
         if units:
-            objective, delta = sub.trial(units)
-            pending[j] = (units, objective, delta, sub.version)
+            objective = sub.trial(units)
+            pending[j] = (units, objective, sub.version)
             heapq.heappush(heap, ((objective - sub.objective) / (len(units) * sub.unit_params), first + j))
 
     for j in range(len(queues)):
@@ -111,11 +123,11 @@ def removal_path(sub: Sublayer, queues: list[Queue], first: int, chunk: int) -> 
     while heap:
         cost, qi = heapq.heappop(heap)
         j = qi - first
-        units, objective, delta, version = pending.pop(j)
+        units, objective, version = pending.pop(j)
         if version != sub.version:  # the sublayer changed since this cost was measured: measure again
             path.append(Pop((cost, qi), [], 0))
         else:
-            sub.apply(units, objective, delta)
+            sub.apply(units, objective)
             queues[j].pos += len(units)
             path.append(Pop((cost, qi), units, len(units) * sub.unit_params))
         push(j)
@@ -143,8 +155,7 @@ def replay(sub: Sublayer, queues: list[Queue], first: int, path: list[Pop]) -> N
     """Remove what `path` removed, in its order (the same arithmetic, so the same state)."""
     for pop in path:
         if pop.units:
-            objective, delta = sub.trial(pop.units)
-            sub.apply(pop.units, objective, delta)
+            sub.apply(pop.units, sub.trial(pop.units))
             queues[pop.key[1] - first].pos += len(pop.units)
 
 
@@ -166,12 +177,12 @@ def align_sublayer(sub: Sublayer, queues: list[Queue], align: int) -> None:
         for q in queues:
             units = q.units[q.pos:q.pos + need]
             if units:
-                objective, delta = sub.trial(units)
+                objective = sub.trial(units)
                 if best is None or objective < best[0]:
-                    best = (objective, delta, q, units)
+                    best = (objective, q, units)
         if best is None:
             return
-        objective, delta, q, units = best
-        sub.apply(units, objective, delta)
+        objective, q, units = best
+        sub.apply(units, objective)
         q.pos += len(units)
         need -= len(units)

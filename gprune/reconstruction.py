@@ -16,7 +16,6 @@ residual add (Gemma 3), the target is always "sublayer"."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -28,52 +27,81 @@ from edgecore.families import family_of
 from edgecore.model_layers import capture_layer_inputs
 
 
-@dataclass
+def least_squares(proj: nn.Linear, tokens: int):
+    """The accumulator of `proj`'s ridge least-squares problem over `tokens` calibration tokens (all
+    processes together): its normal equations (`Normal`, inputs x inputs), or the tokens themselves
+    (`Samples`, tokens x tokens) when they are fewer than the projection's inputs. Both give the same
+    fit; for an 8B model's down_proj on 768 tokens one holds 1.6 GB and factors a 14,336-wide matrix,
+    the other 90 MB and a 768-wide one."""
+    return Samples(proj) if tokens < proj.in_features + (proj.bias is not None) else Normal(proj)
+
+
 class Normal:
-    """Normal equations of one projection over every calibration source: X'X and X'T summed over the
-    tokens, each source's tokens weighted by 1 / its token count so that every source weighs the same
-    (X with a column of ones appended when the projection has a bias). One accumulator, updated in
-    place on the compute device: for an 8B model's down_proj it is 1.6 GB in float64."""
-    gram: torch.Tensor  # [c(+1), c(+1)]
-    cross: torch.Tensor  # [c(+1), hidden]
-    bias: bool
+    """The fit as a correction D to `proj`'s current weights W (and bias), by its normal equations:
+    (X'X + lam I) D = X'R, R = T - X W the residual of the targets T, every source's tokens weighted by
+    1 / its token count so that every source weighs the same (X with a column of ones appended when the
+    projection has a bias). The ridge pulls the fit towards W, not towards zero. One accumulator, updated
+    in place on the compute device."""
 
-    @classmethod
-    def zeros(cls, proj: nn.Linear) -> "Normal":
-        bias, device = proj.bias is not None, proj.weight.device
-        c = proj.in_features + bias
-        return cls(torch.zeros(c, c, dtype=torch.float64, device=device),
-                   torch.zeros(c, proj.out_features, dtype=torch.float64, device=device), bias)
+    def __init__(self, proj: nn.Linear):
+        self.bias, device = proj.bias is not None, proj.weight.device
+        c = proj.in_features + self.bias
+        self.gram = torch.zeros(c, c, dtype=torch.float64, device=device)
+        self.cross = torch.zeros(c, proj.out_features, dtype=torch.float64, device=device)
 
-    def summed_over_processes(self) -> "Normal":
-        """Under torchrun each process has summed its share of the tokens: add them up."""
-        distributed.all_reduce_sum(self.gram)
-        distributed.all_reduce_sum(self.cross)
-        return self
-
-    def update(self, x: torch.Tensor, target: torch.Tensor, weight: float) -> None:
-        x = x.reshape(-1, x.shape[-1]).to(self.gram)
-        if self.bias:
-            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1)
+    def update(self, x: torch.Tensor, residual: torch.Tensor, weight: float) -> None:
+        x = _rows(x, self.bias)
         self.gram.addmm_(x.T, x, alpha=weight)
-        self.cross.addmm_(x.T, target.reshape(-1, target.shape[-1]).to(self.gram), alpha=weight)
+        self.cross.addmm_(x.T, residual.reshape(-1, residual.shape[-1]).to(self.gram), alpha=weight)
+
+    def solve(self, proj: nn.Linear, ridge: float) -> None:
+        """Add the fitted correction to `proj` (the accumulator is consumed: the ridge goes into it in place)."""
+        gram = distributed.all_reduce_sum(self.gram)  # under torchrun each process summed its share
+        cross = distributed.all_reduce_sum(self.cross)
+        gram.diagonal().add_(ridge * float(gram.diagonal()[:proj.in_features].mean()))
+        _add_correction(proj, [spd_solve_(gram, cross).T])
 
 
-def solve(proj: nn.Linear, normal: Normal, ridge: float) -> None:
-    """Set `proj`'s weight (and bias, where it has one) to the ridge least-squares fit (the normal
-    equations are consumed: the ridge is added to them in place)."""
-    gram, cross, n = normal.gram, normal.cross, proj.in_features
-    lam = ridge * float(gram.diagonal()[:n].mean())
-    gram.diagonal().add_(lam)
-    # the pull towards the current weights, added and read back across precisions in place (no float64
-    # copy of an 8B down_proj's weight: 375 MB)
-    cross[:n].add_(proj.weight.T, alpha=lam)
-    if proj.bias is not None:
-        cross[n].add_(proj.bias, alpha=lam)
-    fit = spd_solve_(gram, cross)
-    proj.weight.copy_(fit[:n].T)
-    if proj.bias is not None:
-        proj.bias.copy_(fit[n])
+class Samples:
+    """The same fit in its dual form, for fewer tokens than inputs: D = Y'(YY' + lam I)^-1 S, Y and S the
+    tokens' inputs and residuals each scaled by the square root of its weight, kept until the solve."""
+
+    def __init__(self, proj: nn.Linear):
+        self.bias = proj.bias is not None
+        self.x, self.residual = [], []
+
+    def update(self, x: torch.Tensor, residual: torch.Tensor, weight: float) -> None:
+        self.x.append(_rows(x, self.bias) * weight ** 0.5)
+        self.residual.append(residual.reshape(-1, residual.shape[-1]).to(torch.float64) * weight ** 0.5)
+
+    def solve(self, proj: nn.Linear, ridge: float) -> None:
+        """Add the fitted correction to `proj`."""
+        y = distributed.all_gather_rows(torch.cat(self.x))  # under torchrun each process kept its share
+        s = distributed.all_gather_rows(torch.cat(self.residual))
+        self.x = self.residual = None
+        kernel = y @ y.T
+        kernel.diagonal().add_(ridge * float(y[:, :proj.in_features].pow(2).sum(0).mean()))  # X'X's mean diagonal
+        z = torch.cholesky_solve(s, torch.linalg.cholesky(kernel))
+        # D' = z'y a block of output rows at a time: whole, in float64, it is 470 MB for an 8B down_proj
+        _add_correction(proj, (z[:, r:r + 1024].T @ y for r in range(0, z.shape[1], 1024)))
+
+
+def _rows(x: torch.Tensor, bias: bool) -> torch.Tensor:
+    """A projection's input as token rows in float64, with a column of ones when it has a bias."""
+    x = x.reshape(-1, x.shape[-1]).to(torch.float64)
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1) if bias else x
+
+
+def _add_correction(proj: nn.Linear, blocks) -> None:
+    """Add the correction D' ([outputs, inputs(+1)] float64, given as blocks of rows in order) to `proj`'s
+    weight and its last column to the bias, across precisions in place."""
+    start, n = 0, proj.in_features
+    for block in blocks:
+        rows = slice(start, start + len(block))
+        proj.weight[rows].add_(block[:, :n])
+        if proj.bias is not None:
+            proj.bias[rows].add_(block[:, n])
+        start += len(block)
 
 
 @torch.no_grad()
@@ -134,6 +162,7 @@ class Reconstruction:
     def __init__(self, windows: dict[str, torch.Tensor], ridge: float = 1.0, target: str = "residual",
                  batch_size: int = 8):
         self.windows, self.ridge, self.target, self.batch_size = windows, ridge, target, batch_size
+        self.tokens = int(sum(ids.numel() for ids in windows.values()))  # over all processes
         self.errors: list[float] = []
 
     def start(self, dense, device: torch.device) -> None:
@@ -173,21 +202,21 @@ class Reconstruction:
         d_mid, d_attn, d_down, d_out = dense["mid"], dense["attn"], dense["down"], dense["out"]
         o_proj, down_proj, ffn_norm = fam.o_proj(p_layer), fam.down_proj(p_layer), fam.ffn_norm(p_layer)
 
-        n = Normal.zeros(o_proj)
+        fit = least_squares(o_proj, self.tokens)
         for s, batches in p_in.items():  # attention: o_proj on the kept heads' outputs
             goal = ((lambda b: d_mid[s][b] - batches[b][0]) if target == "residual" else (lambda b: d_attn[s][b]))
             weight = 1 / self.windows[s].numel()
-            _run(self.layer, p_layer, batches, {o_proj: lambda b, x, out: n.update(x, goal(b), weight)})
-        solve(o_proj, n.summed_over_processes(), self.ridge)
+            _run(self.layer, p_layer, batches, {o_proj: lambda b, x, out: fit.update(x, goal(b) - out, weight)})
+        fit.solve(o_proj, self.ridge)
 
-        n = Normal.zeros(down_proj)
+        fit = least_squares(down_proj, self.tokens)
         for s, batches in p_in.items():  # FFN: down_proj on the kept neurons, after the refitted attention
             p_mid, weight = [], 1 / self.windows[s].numel()
             goal = ((lambda b: d_out[s][b] - p_mid[b]) if target == "residual" else (lambda b: d_down[s][b]))
             _run(self.layer, p_layer, batches, {ffn_norm: lambda b, x, out: p_mid.append(x),
-                                    down_proj: lambda b, x, out: n.update(x, goal(b), weight)})
-        solve(down_proj, n.summed_over_processes(), self.ridge)
-        n = None  # the normal equations (1.6 GB for an 8B down_proj) go before the last pass
+                                    down_proj: lambda b, x, out: fit.update(x, goal(b) - out, weight)})
+        fit.solve(down_proj, self.ridge)
+        fit = None  # what the solve kept (normal equations: 1.6 GB for an 8B down_proj) goes before the last pass
 
         for s, batches in p_in.items():
             p_in[s] = [(out, kwargs) for out, (_, kwargs) in zip(_run(self.layer, p_layer, batches), batches)]
@@ -200,7 +229,7 @@ class Reconstruction:
         """Per layer, the relative error of its output against the dense model's."""
         return {"output_error": self.errors, "target": self.target,
                 "seconds": round(time.perf_counter() - self.started, 2),
-                "tokens": int(sum(ids.numel() for ids in self.windows.values()))}
+                "tokens": self.tokens}
 
 
 @torch.no_grad()

@@ -36,8 +36,8 @@ def one_heap(subs: list[Sublayer], queues: list[list[Queue]], target: float, chu
         room = sub.n_units - len(sub.removed) - sub.min_keep
         units = q.units[q.pos:q.pos + max(0, min(chunk, room))]
         if units:
-            objective, delta = sub.trial(units)
-            pending[qi] = (units, objective, delta)
+            objective = sub.trial(units)
+            pending[qi] = (units, objective)
             heapq.heappush(heap, ((objective - sub.objective) / (len(units) * sub.unit_params), qi, sub.version))
 
     for qi in range(len(flat)):
@@ -46,8 +46,8 @@ def one_heap(subs: list[Sublayer], queues: list[list[Queue]], target: float, chu
         _, qi, version = heapq.heappop(heap)
         s, q = flat[qi]
         if version == subs[s].version:
-            units, objective, delta = pending.pop(qi)
-            subs[s].apply(units, objective, delta)
+            units, objective = pending.pop(qi)
+            subs[s].apply(units, objective)
             q.pos += len(units)
             removed += len(units) * subs[s].unit_params
         push(qi)
@@ -74,3 +74,21 @@ def test_merged_removal_paths_remove_what_one_heap_removes(seed, share):
         first += 2
     assert replayed == reference
     assert any(reference) and not all(len(r) == s.n_units - 1 for r, s in zip(reference, subs))
+
+
+def test_a_trial_measures_the_output_change_it_would_make():
+    """The chunk's cost from products of its own width equals the objective of the output change computed
+    whole, after removals and after a restore."""
+    sub = sublayers(0)[3]
+
+    def direct(removed):
+        delta = sub.weight[:, removed] @ sub.x[removed]
+        return sub.combine(delta.pow(2).sum(0))
+
+    assert sub.trial([0, 3]) == pytest.approx(direct([0, 3]), rel=1e-5)
+    sub.apply([0, 3], sub.trial([0, 3]))
+    assert sub.trial([5]) == pytest.approx(direct([0, 3, 5]), rel=1e-5)
+    sub.apply([5], sub.trial([5]))
+    sub.restore(1)
+    assert sub.objective == pytest.approx(direct([0, 3]), rel=1e-5) and sub.removed == [0, 3]
+    assert sub.trial([1]) == pytest.approx(direct([0, 3, 1]), rel=1e-5)

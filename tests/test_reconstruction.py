@@ -143,3 +143,39 @@ def test_the_in_place_solve_matches_a_general_solver():
     expected = torch.linalg.solve(a, b)
     torch.testing.assert_close(spd_solve_(a.clone(), b.clone(), block=64), expected, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(spd_solve_(a.clone(), b.clone(), block=1024), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_dual_fit_for_few_tokens_equals_the_normal_equations(bias):
+    """Fewer tokens than inputs: the fit from the tokens themselves (Samples) is the normal equations' fit."""
+    from gprune.reconstruction import Normal, Samples, least_squares
+    g = torch.Generator().manual_seed(0)
+    proj = torch.nn.Linear(96, 24, bias=bias)
+    batches = [(torch.randn(2, 10, 96, generator=g), torch.randn(2, 10, 24, generator=g), w) for w in (0.5, 0.1)]
+    fits = []
+    for form in (Normal, Samples):
+        fitted = torch.nn.Linear(96, 24, bias=bias)
+        fitted.load_state_dict(proj.state_dict())
+        fit = form(fitted)
+        with torch.no_grad():
+            for x, target, weight in batches:
+                fit.update(x, target - fitted(x), weight)
+            fit.solve(fitted, ridge=0.05)
+        fits.append(fitted.state_dict())
+    assert isinstance(least_squares(proj, 40), Samples) and isinstance(least_squares(proj, 200), Normal)
+    for name in fits[0]:
+        assert not torch.allclose(fits[0][name], proj.state_dict()[name], atol=1e-3), name  # it moved
+        torch.testing.assert_close(fits[1][name], fits[0][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_reconstruction_on_fewer_tokens_than_neurons_equals_the_normal_equations(monkeypatch):
+    import gprune.reconstruction as rec
+    dense = tiny_model("llama", layers=2)
+    few = {"a": random_ids(batch=1, length=24, seed=1), "b": random_ids(batch=1, length=16, seed=2)}
+    assert sum(w.numel() for w in few.values()) < dense.config.intermediate_size * 0.6  # the FFN, 40% pruned
+    dual, normal = magnitude_pruned(dense), magnitude_pruned(dense)
+    reconstruct(dense, dual, few, ridge=0.1)
+    monkeypatch.setattr(rec, "least_squares", lambda proj, tokens: rec.Normal(proj))
+    reconstruct(dense, normal, few, ridge=0.1)
+    for (name, a), b in zip(dual.state_dict().items(), normal.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
