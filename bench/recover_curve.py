@@ -2,6 +2,7 @@
 (GPrune), + reconstruction, + distillation from the dense model, at several token counts.
 
     python bench/recover_curve.py --sparsity 0.2 --tokens 2k,8k,24k --out bench/results/recover_curve.jsonl
+    python bench/recover_curve.py --sparsity 0.2 --tokens 6k,12k,24k --data self --out bench/results/recover_curve_data.jsonl
     python bench/recover_curve.py --plot bench/results/recover_curve.jsonl --png bench/results/recover_curve.png
 
 One distillation run is made with the largest budget; the smaller budgets are its state after
@@ -49,14 +50,19 @@ def plot(path: str, png: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in read_jsonl(path) if "ratio" in r]
+    data = lambda r: r.get("data") or ",".join(DistillConfig().data)  # noqa: E731 (older records: the default)
+    several = len({data(r) for r in rows}) > 1
     fig, ax = plt.subplots(figsize=(7, 4))
-    for s in sorted({r["sparsity"] for r in rows}):
-        points = [r for r in rows if r["sparsity"] == s]
+    for s, run_data in sorted({(r["sparsity"], data(r)) for r in rows}):
+        points = [r for r in rows if r["sparsity"] == s and data(r) == run_data]
         for names, style, what in ((OOD, "-o", "out of calibration"), (CALIB, "--s", "calibration sources")):
+            if several and names is CALIB:
+                continue  # one line per run: out of calibration, what a run on other data is for
             kd = [r for r in points if r["tier"] == "+distill"]
             ax.plot([0] + [r["tokens"] for r in kd],
                     [gmean(r["ratio"][d] for d in names) for r in points if r["tier"] == "+reconstruct"][:1]
-                    + [gmean(r["ratio"][d] for d in names) for r in kd], style, label=f"{s:.0%}, {what}")
+                    + [gmean(r["ratio"][d] for d in names) for r in kd], style,
+                    label=f"{s:.0%}, {what}" + (f", data {run_data}" if several else ""))
             for r in points:
                 if r["tier"] == "prune":
                     ax.plot([0], [gmean(r["ratio"][d] for d in names)], "x", color="gray")
@@ -76,6 +82,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--data", default=",".join(DistillConfig().data), help="distillation data (recover --data)")
+    ap.add_argument("--weights", default=None, help="mixture weights, one per --data source (recover --weights)")
     ap.add_argument("--eval-windows", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out")
@@ -94,7 +102,8 @@ def main():
 
     def record(tier: str, tokens: int, m) -> None:
         ppl = {d: perplexity(m, w) for d, w in evals.items()}
-        row = {"sparsity": args.sparsity, "tier": tier, "tokens": tokens, "ppl": ppl,
+        row = {"sparsity": args.sparsity, "data": args.data, "weights": args.weights, "tier": tier, "tokens": tokens,
+               "ppl": ppl,
                "ratio": {d: ppl[d] / dense[d] for d in ppl}, "dense_ppl": dense,
                "wall_s": round(time.perf_counter() - started, 1)}
         append_jsonl(args.out, row)
@@ -109,6 +118,7 @@ def main():
         save_checkpoint(pruned, tokenizer, args.save + "-recon", overwrite=True,
                         extra_files={RECIPE_FILE: pruning.to_json()})
     cfg = DistillConfig(tokens=budgets[-1], batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                        data=args.data, weights=args.weights and [float(w) for w in args.weights.split(",")],
                         save_steps=0, eval_windows=0)
     callback = EvaluateAt(budgets, args.batch_size * args.seq_len, record)
     student, history = distill_model(pruned, model, tokenizer, cfg, callbacks=[callback])
@@ -116,7 +126,7 @@ def main():
         distill = json.dumps(cfg.to_dict(), indent=2)
         save_checkpoint(student, tokenizer, args.save + "-kd", overwrite=True,
                         extra_files={RECIPE_FILE: pruning.to_json(), "distill.json": distill})
-    append_jsonl(args.out, {"sparsity": args.sparsity, "tier": "distill-run", "tokens": history.tokens_seen,
+    append_jsonl(args.out, {"sparsity": args.sparsity, "data": args.data, "tier": "distill-run", "tokens": history.tokens_seen,
                             "seconds_with_evaluations": history.seconds, "loss_history": history.loss_history})
 
 
