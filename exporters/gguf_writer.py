@@ -97,12 +97,14 @@ def add_hparams(writer: gguf.GGUFWriter, source: Source, arch: str, file_type: g
 
 def _as_gguf_array(t: torch.Tensor, tensor_type: gguf.GGMLQuantizationType) -> np.ndarray:
     """The tensor as written: 1-D tensors (norms, biases) stay f32, as llama.cpp expects."""
-    data = t.detach().float().numpy()
-    if _stored_type(data.shape, tensor_type) == gguf.GGMLQuantizationType.F32:
-        return data
+    t = t.detach().float()
+    if _stored_type(tuple(t.shape), tensor_type) == gguf.GGMLQuantizationType.F32:
+        return t.numpy()
     if tensor_type == gguf.GGMLQuantizationType.F16:
-        return data.astype(np.float16)
-    return gguf.quants.quantize(data, tensor_type)
+        return t.to(torch.float16).numpy()
+    # bf16 by torch's rounding (to nearest even, as ggml's): gguf-py's own makes 64-bit temporaries, 8 GB for an
+    # 8B model's embedding
+    return t.to(torch.bfloat16).view(torch.int16).numpy()
 
 
 def _stored_type(shape: tuple[int, ...], tensor_type: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:

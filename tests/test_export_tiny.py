@@ -177,7 +177,34 @@ def test_q8_0_stores_q8_0(tmp_path):
     result = write(_source(tmp_path), "gguf", "q8_0", tmp_path / "m.gguf")
     assert result.fallbacks == []  # widths 96/64/32 and hidden 64 are multiples of 32
     assert result.tensor_types["q8_0"] == 3 * 7 + 1  # every projection and the (tied) embedding
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf", "pruned"]  # f32 intermediate removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf", "pruned"]  # the intermediate removed
+
+
+@needs_llama_cpp
+def test_a_bf16_checkpoint_quantizes_through_a_bf16_intermediate_to_the_f32_routes_bytes(tmp_path):
+    """The intermediate holds the checkpoint exactly in half the disk: the quantized file is the same, byte for
+    byte, as through float32; a bf16 export stores the checkpoint's own bits."""
+    import torch
+    from tiny import tiny_model, tiny_tokenizer
+
+    from exporters.gguf_artifact import lossless_type
+    from exporters.gguf_quantize import quantize_gguf
+    from exporters.gguf_writer import write_gguf
+
+    model = tiny_model("llama").to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "m")
+    tiny_tokenizer().save_pretrained(tmp_path / "m")
+    source = load_source(tmp_path / "m")
+    assert lossless_type(source) == "bf16" and lossless_type(_source(tmp_path)) == "f32"
+    write(source, "gguf", "q8_0", tmp_path / "via_bf16.gguf")
+    write_gguf(source, tmp_path / "f32.gguf", "f32")
+    quantize_gguf(tmp_path / "f32.gguf", tmp_path / "via_f32.gguf", "q8_0")
+    tensors = [{t.name: bytes(t.data) for t in gguf.GGUFReader(str(tmp_path / f)).tensors}
+               for f in ("via_bf16.gguf", "via_f32.gguf")]
+    assert tensors[0] == tensors[1]
+    write(source, "gguf", "bf16", tmp_path / "bf16.gguf")
+    stored = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "bf16.gguf")).tensors}["token_embd.weight"]
+    assert bytes(stored.data) == model.model.embed_tokens.weight.detach().view(torch.int16).numpy().tobytes()
 
 
 @needs_llama_cpp
