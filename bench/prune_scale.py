@@ -10,6 +10,7 @@ are removed after.
     python bench/prune_scale.py --shapes llama-3.2-1b --n-samples 1,2,4,8 --seq-len 128 \
         --out bench/results/prune_scale.jsonl
     python bench/prune_scale.py --shapes smollm2-135m --n-samples 8 --nproc 1,2 --out bench/results/prune_scale.jsonl
+    python bench/prune_scale.py --shapes llama-3.1-8b --device cuda --threads 16 --out gpu.jsonl   # a GPU machine
 """
 
 from __future__ import annotations
@@ -64,12 +65,13 @@ def timed_export(pruned: Path, dtype: str, threads: int, work: Path) -> dict:
 
 
 def timed_prune(model: Path, n_samples: int, seq_len: int, sparsity: float, threads: int, nproc: int,
-                work: Path, export: str | None) -> dict:
+                work: Path, export: str | None, device: str = "cpu") -> dict:
     out, cache = work / "out", Path(tempfile.mkdtemp(dir=work, prefix="calib-"))
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] if nproc > 1 else []
     cmd = [sys.executable, *launcher, "-m", "gprune_edge", "prune", "--model", str(model),
            "--sparsity", str(sparsity), "--n-samples", str(n_samples), "--seq-len", str(seq_len),
-           "--threads", str(threads // nproc), "--calib-cache", str(cache), "--out", str(out), "--overwrite"]
+           "--threads", str(threads // nproc), "--device", device, "--calib-cache", str(cache), "--out", str(out),
+           "--overwrite"]
     try:
         seconds, rss_mb, _ = timed(cmd, threads // nproc)
     finally:
@@ -78,7 +80,7 @@ def timed_prune(model: Path, n_samples: int, seq_len: int, sparsity: float, thre
     diagnostics = summary["diagnostics"]
     exported = timed_export(out, export, threads, work) if export else {}
     shutil.rmtree(out)
-    return {"processes": nproc, "wall_s": round(seconds, 1), "peak_rss_mb": rss_mb,
+    return {"processes": nproc, "device": device, "wall_s": round(seconds, 1), "peak_rss_mb": rss_mb,
             "planning_s": summary["seconds_planning"],
             "writing_s": summary["seconds_writing"], "calibration_s": diagnostics["calibration"]["calibration_s"],
             "calibration_tokens": diagnostics["calibration"]["tokens"],
@@ -94,6 +96,7 @@ def main() -> None:
     ap.add_argument("--sparsity", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads in all, shared by the processes")
     ap.add_argument("--nproc", default="1", help="processes under torchrun; several: a sweep (1,2)")
+    ap.add_argument("--device", default="cpu", help="where prune computes: cpu, cuda")
     ap.add_argument("--export", help="also export each pruned model to GGUF in this dtype (e.g. q4_k_m)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/gprune-scale"), help="checkpoints and outputs")
     ap.add_argument("--keep-checkpoints", action="store_true")
@@ -108,7 +111,7 @@ def main() -> None:
                 record = {"shape": shape, "checkpoint_mb": round(size_mb), "layers": CATALOGUE[shape].layers,
                           "n_samples": n, "seq_len": args.seq_len,
                           **timed_prune(model, n, args.seq_len, args.sparsity, args.threads, nproc, args.work,
-                                              args.export)}
+                                        args.export, args.device)}
                 print(json.dumps(record), flush=True)
                 with open(args.out, "a") as f:
                     f.write(json.dumps(record) + "\n")

@@ -5,6 +5,7 @@ and peak memory, one JSON line.
     python bench/recover_speed.py --model smollm2-135m   # the real weights and tokenizer
     python bench/recover_speed.py --student-ffn 1024     # a pruned-width student (FFN 1536 -> 1024)
     python bench/recover_speed.py --model smollm2-135m --batch-size 8 --student-ffn 1000 --gradient-checkpointing
+    python bench/recover_speed.py --device cuda --batch-size 32 --seq-len 512 --self-batches 3   # + 'self' text speed
 
 By default the teacher has random weights of SmolLM2-135M's shape (30 layers, hidden 576, FFN
 1536, 9/3 heads, 49152-token vocabulary) and a synthetic tokenizer over random text, so it runs
@@ -13,7 +14,9 @@ weights. The student is the teacher with every FFN cut to --student-ffn neurons 
 width). Runs recovery.distill.distill_model itself (Trainer, KD loss, checkpoint-free); tokens/s
 is timed from the end of the first step to the end of the last, so start-up and the first
 step's allocations are left out. CPU: fp32 on --threads threads; CUDA: bf16 autocast, and the
-peak CUDA memory is reported too."""
+peak CUDA memory is reported too. With --self-batches N, the teacher first samples N batches of 'self'
+text as `recover --data self` does (recovery.data.generate_batch: as many sequences per call as the
+device takes, on the device in the training precision), timed after one untimed call."""
 
 from __future__ import annotations
 
@@ -52,6 +55,28 @@ def random_text(path: Path, vocab: int, tokens: int) -> None:
     path.write_text("\n\n".join(docs))
 
 
+def self_generation_speed(teacher, tokenizer, device, batches: int) -> dict:
+    """Tokens/s of the teacher sampling 'self' text (prompts and continuations), on `device` in the precision
+    `recover` trains in; one untimed call first."""
+    import copy
+
+    import torch
+
+    from recovery.data import gen_batch, generate_batch
+
+    model = copy.deepcopy(teacher).to(device)
+    if device.type == "cuda":
+        model.to(torch.bfloat16)
+    generate_batch(model, tokenizer, seed=0, batch=0)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start, tokens = time.perf_counter(), 0
+    for b in range(1, batches + 1):
+        tokens += sum(len(seq) for seq in generate_batch(model, tokenizer, seed=0, batch=b))
+    sync()
+    return {"self_sequences_per_call": gen_batch(device), "self_tokens_per_s": round(tokens / (time.perf_counter() - start), 1)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="random", help="random (SmolLM2-135M's shape) or a model spec [random]")
@@ -64,6 +89,7 @@ def main():
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--student-ffn", type=int, default=0, help="student FFN width (0 = the teacher's)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--self-batches", type=int, default=0, help="also time this many 'self' generation calls")
     ap.add_argument("--glibc-defaults", action="store_true",
                     help="keep glibc's allocator defaults (the command line returns freed memory to the OS)")
     args = ap.parse_args()
@@ -100,6 +126,7 @@ def main():
 
         student = copy.deepcopy(teacher)
 
+    self_speed = self_generation_speed(teacher, tokenizer, device, args.self_batches) if args.self_batches else {}
     step_times = []
 
     class Clock(TrainerCallback):
@@ -135,7 +162,7 @@ def main():
         "tokens_per_s": round(per_s, 1) if per_s else None,
         "seconds_per_step": round((step_times[-1] - step_times[0]) / timed, 3) if timed > 0 else None,
         "final_loss": history.loss_history[-1]["loss"] if history.loss_history else None,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, **self_speed,
     }
     if device.type == "cuda":
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() // 2**20
