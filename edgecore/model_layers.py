@@ -21,6 +21,7 @@ from edgecore.loading import all_finite, check_weights_match, load_config
 from edgecore.safetensors_io import StoredTensors
 
 COMPUTE_DTYPE = torch.float32  # pruning's arithmetic, whatever the checkpoint stores
+HEAD_BLOCK_BYTES = 64 << 20  # the output layer's rows read at a time (in COMPUTE_DTYPE) for logits from disk
 
 
 class ModelLayers:
@@ -61,9 +62,8 @@ class ModelLayers:
         (family specifics such as Gemma's scaling included)."""
         raise NotImplementedError
 
-    @contextlib.contextmanager
-    def output_head(self, device: torch.device):
-        """The output layer (vocabulary projection) on `device` for the duration of the block."""
+    def output_logits(self, hidden: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The output layer (vocabulary projection) applied to `hidden` (on `device`): float32 logits."""
         raise NotImplementedError
 
     def outside_tensors(self):
@@ -104,10 +104,9 @@ class InMemoryLayers(ModelLayers):
         with _visiting(self.model.get_input_embeddings(), device) as module:
             return module(ids.to(device))
 
-    @contextlib.contextmanager
-    def output_head(self, device: torch.device):
+    def output_logits(self, hidden: torch.Tensor, device: torch.device) -> torch.Tensor:
         with _visiting(self.model.get_output_embeddings(), device) as head:
-            yield head
+            return head(hidden).float()
 
     def outside_tensors(self):
         for name, tensor in self.model.state_dict().items():
@@ -141,7 +140,12 @@ class StreamedLayers(ModelLayers):
             raise GPruneError(f"cannot load the tokenizer of {self.directory}: {first_line(e)}") from None
 
     def read(self, name: str, dtype: torch.dtype | None = COMPUTE_DTYPE) -> torch.Tensor:
-        tensor = self.stored.read(name, dtype)
+        return self._finite(name, self.stored.read(name, dtype))
+
+    def _read_rows(self, name: str, rows: torch.Tensor) -> torch.Tensor:
+        return self._finite(name, self.stored.read_rows(name, rows, COMPUTE_DTYPE))
+
+    def _finite(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         if not all_finite(tensor):
             raise GPruneError(f"{self.directory}: tensor {name} holds NaN or Inf values")
         return tensor
@@ -182,24 +186,22 @@ class StreamedLayers(ModelLayers):
         module = self.skeleton.get_input_embeddings()
         name = weight_name(self.skeleton, module)
         used, local = torch.unique(ids, return_inverse=True)
-        rows = self.stored.read_rows(name, used, COMPUTE_DTYPE)
-        if not all_finite(rows):
-            raise GPruneError(f"{self.directory}: tensor {name} holds NaN or Inf values")
+        rows = self._read_rows(name, used)
         scratch = copy.deepcopy(module)
         scratch.weight = nn.Parameter(rows, requires_grad=False)
         return scratch.to(device)(local.to(device))
 
-    @contextlib.contextmanager
-    def output_head(self, device: torch.device):
-        head = self.skeleton.get_output_embeddings()
-        name = weight_name(self.skeleton, head)
+    def output_logits(self, hidden: torch.Tensor, device: torch.device) -> torch.Tensor:
+        # a block of the vocabulary's rows at a time: an 8B model's output layer is 2 GB in float32
+        name = weight_name(self.skeleton, self.skeleton.get_output_embeddings())
         if name not in self.stored.files:  # tied: the output layer is the input embedding
             name = weight_name(self.skeleton, self.skeleton.get_input_embeddings())
-        head.weight = nn.Parameter(self.read(name).to(device), requires_grad=False)
-        try:
-            yield head
-        finally:
-            drop_weights(head)
+        vocab, width = self.stored.shape(name)
+        step, logits = max(1, HEAD_BLOCK_BYTES // (4 * width)), []
+        for start in range(0, vocab, step):
+            rows = self._read_rows(name, torch.arange(start, min(start + step, vocab)))
+            logits.append(hidden.to(device) @ rows.to(device).T)
+        return torch.cat(logits, -1)
 
     def outside_tensors(self):
         for name in self.stored.names():
@@ -285,8 +287,7 @@ def layerwise_logits(model, ids: list[int], device: torch.device | str = "cpu") 
         hidden = out[0] if isinstance(out, tuple) else out
     with layers.body(device) as causal_lm:
         hidden = causal_lm.get_submodule(layers.family.final_norm_path)(hidden)
-    with layers.output_head(device) as head:
-        logits = head(hidden)[0].float()
+    logits = layers.output_logits(hidden[0], device)
     cap = getattr(layers.config, "final_logit_softcapping", None)  # Gemma: applied by the causal LM's forward
     if cap:
         logits = torch.tanh(logits / cap) * cap
