@@ -197,10 +197,10 @@ class StreamedLayers(ModelLayers):
         if name not in self.stored.files:  # tied: the output layer is the input embedding
             name = weight_name(self.skeleton, self.skeleton.get_input_embeddings())
         vocab, width = self.stored.shape(name)
-        step, logits = max(1, HEAD_BLOCK_BYTES // (4 * width)), []
+        hidden, step, logits = hidden.to(device), max(1, HEAD_BLOCK_BYTES // (4 * width)), []
         for start in range(0, vocab, step):
             rows = self._read_rows(name, torch.arange(start, min(start + step, vocab)))
-            logits.append(hidden.to(device) @ rows.to(device).T)
+            logits.append(hidden @ rows.to(device).T)
         return torch.cat(logits, -1)
 
     def outside_tensors(self):
