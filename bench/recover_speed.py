@@ -74,7 +74,8 @@ def self_generation_speed(teacher, tokenizer, device, batches: int) -> dict:
     for b in range(1, batches + 1):
         tokens += sum(len(seq) for seq in generate_batch(model, tokenizer, seed=0, batch=b))
     sync()
-    return {"self_sequences_per_call": gen_batch(device), "self_tokens_per_s": round(tokens / (time.perf_counter() - start), 1)}
+    seconds = time.perf_counter() - start
+    return {"self_sequences_per_call": gen_batch(device), "self_tokens_per_s": round(tokens / seconds, 1)}
 
 
 def main():

@@ -197,7 +197,7 @@ class StreamedLayers(ModelLayers):
         if name not in self.stored.files:  # tied: the output layer is the input embedding
             name = weight_name(self.skeleton, self.skeleton.get_input_embeddings())
         vocab, width = self.stored.shape(name)
-        hidden, step, logits = hidden.to(device), max(1, HEAD_BLOCK_BYTES // (4 * width)), []
+        hidden, step, logits = hidden.to(device), max(1, HEAD_BLOCK_BYTES // (COMPUTE_DTYPE.itemsize * width)), []
         for start in range(0, vocab, step):
             rows = self._read_rows(name, torch.arange(start, min(start + step, vocab)))
             logits.append(hidden @ rows.to(device).T)

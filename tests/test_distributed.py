@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from tiny import tiny_model, tiny_tokenizer
@@ -29,14 +30,19 @@ def torchrun(*args, timeout=600) -> subprocess.CompletedProcess:
     return run
 
 
-def test_two_processes_give_the_statistics_and_model_of_one(tmp_path):
+# few tokens: reconstruction fits down_proj from the tokens themselves, gathered from both processes
+FEW_TOKENS = dict(SETTINGS, n_samples=2, seq_len=8)
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, FEW_TOKENS], ids=["normal-equations", "few-tokens"])
+def test_two_processes_give_the_statistics_and_model_of_one(tmp_path, settings):
     source = tmp_path / "dense"
     tiny_model("llama", layers=3).save_pretrained(source)
     tiny_tokenizer().save_pretrained(source)
-    prune(PruneRecipe(model=str(source), **SETTINGS), tmp_path / "one",
+    prune(PruneRecipe(model=str(source), **settings), tmp_path / "one",
           context=RunContext(device="cpu", calib_cache=str(tmp_path / "calib-one")))
 
-    options = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
     torchrun("prune", "--model", source, *options, "--device", "cpu", "--calib-cache", tmp_path / "calib-two",
              "--out", tmp_path / "two")
 
@@ -50,6 +56,8 @@ def test_two_processes_give_the_statistics_and_model_of_one(tmp_path):
 
     summaries = [json.loads((tmp_path / n / "prune_summary.json").read_text()) for n in ("one", "two")]
     assert summaries[0]["layers"] == summaries[1]["layers"]
+    tokens = summaries[0]["diagnostics"]["reconstruction"]["tokens"]  # fewer than some layer's neurons: gathered
+    assert (tokens < max(layer["ffn"] for layer in summaries[0]["layers"])) == (settings is FEW_TOKENS)
     a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -31,7 +31,8 @@ def test_layerwise_equals_whole_model(tmp_path, monkeypatch, family, layers):
     assert torch.allclose(layerwise_logits(model, IDS), whole, atol=1e-5)
     model.save_pretrained(tmp_path / "m")
     # from disk the output layer is read 7 rows at a time (the last block shorter)
-    monkeypatch.setattr(model_layers, "HEAD_BLOCK_BYTES", 4 * model.config.hidden_size * 7)
+    row_bytes = model_layers.COMPUTE_DTYPE.itemsize * model.config.hidden_size
+    monkeypatch.setattr(model_layers, "HEAD_BLOCK_BYTES", row_bytes * 7)
     assert model.config.vocab_size % 7
     assert torch.allclose(layerwise_logits(StreamedLayers(tmp_path / "m"), IDS), whole, atol=1e-5)
 
