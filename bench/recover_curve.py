@@ -4,6 +4,10 @@
     python bench/recover_curve.py --sparsity 0.2 --tokens 2k,8k,24k --out bench/results/recover_curve.jsonl
     python bench/recover_curve.py --sparsity 0.2 --tokens 6k,12k,24k --data self --out bench/results/recover_curve_data.jsonl
     python bench/recover_curve.py --plot bench/results/recover_curve.jsonl --png bench/results/recover_curve.png
+    python bench/recover_curve.py --device cuda --sparsity 0.2 --tokens 1M,2.5M,5M,10M --seq-len 512 --threads 16 ...
+
+Pruning and distillation run on --device (auto: CUDA when present); perplexities on the model's
+device (the student's where it trains; the dense and pruned models stay on the CPU).
 
 One distillation run is made with the largest budget; the smaller budgets are its state after
 that many tokens (same run, so the learning-rate schedule is the largest budget's: a run
@@ -16,12 +20,12 @@ import argparse
 import json
 import time
 
-import torch
 from common import CALIB, OOD, append_jsonl, eval_sets, gmean, perplexity, read_jsonl, recipe
 from transformers import TrainerCallback
 
 from edgecore.checkpoint import save_checkpoint
 from edgecore.loading import builtin_hf_dir, load_model
+from edgecore.run_context import RunContext
 from gprune.prune import prune_model
 from gprune.recipe import RECIPE_FILE
 from gprune_edge.cli.config_options import parse_tokens
@@ -50,6 +54,7 @@ def plot(path: str, png: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in read_jsonl(path) if "ratio" in r]
+    devices = {r.get("device", "cpu").split(":")[0] for r in rows}  # older records: the CPU
     data = lambda r: r.get("data") or ",".join(DistillConfig().data)  # noqa: E731 (older records: the default)
     several = len({data(r) for r in rows}) > 1
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -67,7 +72,8 @@ def plot(path: str, png: str) -> None:
                 if r["tier"] == "prune":
                     ax.plot([0], [gmean(r["ratio"][d] for d in names)], "x", color="gray")
     ax.set(xlabel="distillation tokens (0: prune + reconstruction; x: prune only)",
-           ylabel="perplexity / dense (geo-mean)", title="GPrune on SmolLM2-135M: recovery against tokens (CPU)")
+           ylabel="perplexity / dense (geo-mean)",
+           title=f"GPrune on SmolLM2-135M: recovery against tokens ({', '.join(sorted(devices))})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -79,13 +85,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sparsity", type=float, default=0.2)
     ap.add_argument("--tokens", default="4k,12k,24k", help="token budgets to evaluate at (comma-separated)")
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=None, help="windows per step [default: recover's for the device]")
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--data", default=",".join(DistillConfig().data), help="distillation data (recover --data)")
     ap.add_argument("--weights", default=None, help="mixture weights, one per --data source (recover --weights)")
     ap.add_argument("--eval-windows", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda (recover --device)")
     ap.add_argument("--out")
     ap.add_argument("--plot", help="draw this jsonl (to --png) and exit")
     ap.add_argument("--png", default="bench/results/recover_curve.png")
@@ -93,7 +100,7 @@ def main():
     args = ap.parse_args()
     if args.plot:
         return plot(args.plot, args.png)
-    torch.set_num_threads(args.threads)
+    context = RunContext(device=args.device, threads=args.threads).resolve()  # sets torch's threads
     budgets = sorted(parse_tokens(t) for t in args.tokens.split(","))
     model, tokenizer = load_model(str(builtin_hf_dir()))
     evals = eval_sets(tokenizer, args.eval_windows)
@@ -102,17 +109,17 @@ def main():
 
     def record(tier: str, tokens: int, m) -> None:
         ppl = {d: perplexity(m, w) for d, w in evals.items()}
-        row = {"sparsity": args.sparsity, "data": args.data, "weights": args.weights, "tier": tier, "tokens": tokens,
+        row = {"sparsity": args.sparsity, "device": context.device, "data": args.data, "weights": args.weights, "tier": tier, "tokens": tokens,
                "ppl": ppl,
                "ratio": {d: ppl[d] / dense[d] for d in ppl}, "dense_ppl": dense,
                "wall_s": round(time.perf_counter() - started, 1)}
         append_jsonl(args.out, row)
         print(tier, tokens, {d: round(r, 3) for d, r in row["ratio"].items()}, flush=True)
 
-    pruned, _ = prune_model(model, tokenizer, recipe("gprune", args.sparsity))
+    pruned, _ = prune_model(model, tokenizer, recipe("gprune", args.sparsity), context=context)
     record("prune", 0, pruned)
     pruning = recipe("gprune", args.sparsity, reconstruct=True)
-    pruned, _ = prune_model(model, tokenizer, pruning)
+    pruned, _ = prune_model(model, tokenizer, pruning, context=context)
     record("+reconstruct", 0, pruned)
     if args.save:
         save_checkpoint(pruned, tokenizer, args.save + "-recon", overwrite=True,
@@ -120,13 +127,14 @@ def main():
     cfg = DistillConfig(tokens=budgets[-1], batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                         data=args.data, weights=args.weights and [float(w) for w in args.weights.split(",")],
                         save_steps=0, eval_windows=0)
-    callback = EvaluateAt(budgets, args.batch_size * args.seq_len, record)
-    student, history = distill_model(pruned, model, tokenizer, cfg, callbacks=[callback])
+    callback = EvaluateAt(budgets, cfg.batch_for(context.torch_device().type) * args.seq_len, record)
+    student, history = distill_model(pruned, model, tokenizer, cfg, callbacks=[callback], context=context)
     if args.save:
         distill = json.dumps(cfg.to_dict(), indent=2)
         save_checkpoint(student, tokenizer, args.save + "-kd", overwrite=True,
                         extra_files={RECIPE_FILE: pruning.to_json(), "distill.json": distill})
-    append_jsonl(args.out, {"sparsity": args.sparsity, "data": args.data, "tier": "distill-run", "tokens": history.tokens_seen,
+    append_jsonl(args.out, {"sparsity": args.sparsity, "device": context.device, "data": args.data, "tier": "distill-run",
+                            "tokens": history.tokens_seen, "tokens_per_step": history.tokens_per_step,
                             "seconds_with_evaluations": history.seconds, "loss_history": history.loss_history})
 
 

@@ -6,6 +6,7 @@ and peak memory, one JSON line.
     python bench/recover_speed.py --student-ffn 1024     # a pruned-width student (FFN 1536 -> 1024)
     python bench/recover_speed.py --model smollm2-135m --batch-size 8 --student-ffn 1000 --gradient-checkpointing
     python bench/recover_speed.py --device cuda --batch-size 32 --seq-len 512 --self-batches 3   # + 'self' text speed
+    python bench/recover_speed.py --device cuda --batch-size 32 --seq-len 512 --steps 30 --compile  # torch.compile
 
 By default the teacher has random weights of SmolLM2-135M's shape (30 layers, hidden 576, FFN
 1536, 9/3 heads, 49152-token vocabulary) and a synthetic tokenizer over random text, so it runs
@@ -16,7 +17,8 @@ is timed from the end of the first step to the end of the last, so start-up and 
 step's allocations are left out. CPU: fp32 on --threads threads; CUDA: bf16 autocast, and the
 peak CUDA memory is reported too. With --self-batches N, the teacher first samples N batches of 'self'
 text as `recover --data self` does (recovery.data.generate_batch: as many sequences per call as the
-device takes, on the device in the training precision), timed after one untimed call."""
+device takes, on the device in the training precision, with its KV cache or --self-cache), timed after
+one untimed call (reported as self_first_call_s: it holds the compilation of a static cache)."""
 
 from __future__ import annotations
 
@@ -62,20 +64,23 @@ def self_generation_speed(teacher, tokenizer, device, batches: int) -> dict:
 
     import torch
 
-    from recovery.data import gen_batch, generate_batch
+    from recovery.data import gen_batch, gen_cache, generate_batch
 
     model = copy.deepcopy(teacher).to(device)
     if device.type == "cuda":
         model.to(torch.bfloat16)
-    generate_batch(model, tokenizer, seed=0, batch=0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    generate_batch(model, tokenizer, seed=0, batch=0)  # a static cache's compilation happens here
     sync()
+    first = time.perf_counter() - start
     start, tokens = time.perf_counter(), 0
     for b in range(1, batches + 1):
         tokens += sum(len(seq) for seq in generate_batch(model, tokenizer, seed=0, batch=b))
     sync()
     seconds = time.perf_counter() - start
-    return {"self_sequences_per_call": gen_batch(device), "self_tokens_per_s": round(tokens / seconds, 1)}
+    return {"self_sequences_per_call": gen_batch(device), "self_cache": gen_cache(device),
+            "self_first_call_s": round(first, 1), "self_tokens_per_s": round(tokens / seconds, 1)}
 
 
 def main():
@@ -88,9 +93,12 @@ def main():
     ap.add_argument("--lora-rank", type=int, default=0)
     ap.add_argument("--hidden-weight", type=float, default=0.0)
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the student (recover --compile)")
     ap.add_argument("--student-ffn", type=int, default=0, help="student FFN width (0 = the teacher's)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--self-batches", type=int, default=0, help="also time this many 'self' generation calls")
+    ap.add_argument("--self-cache", choices=("static", "dynamic"),
+                    help="the KV cache 'self' generation uses [default: recover's for the device]")
     ap.add_argument("--glibc-defaults", action="store_true",
                     help="keep glibc's allocator defaults (the command line returns freed memory to the OS)")
     args = ap.parse_args()
@@ -119,14 +127,13 @@ def main():
 
         teacher, tokenizer = load_model(args.model)
     shapes = layer_shapes(teacher.config)
-    if args.student_ffn and args.student_ffn != shapes[0].ffn:
-        keep = [LayerKeep(torch.arange(args.student_ffn), torch.arange(s.kv_heads)) for s in shapes]
-        student = resize(teacher, keep)
-    else:
-        import copy
+    ffn = args.student_ffn or shapes[0].ffn  # a fresh model even at full width (a copy keeps load-time state)
+    student = resize(teacher, [LayerKeep(torch.arange(ffn), torch.arange(s.kv_heads)) for s in shapes])
 
-        student = copy.deepcopy(teacher)
+    if args.self_cache:
+        from recovery.data import GEN_CACHE
 
+        GEN_CACHE[device.type] = args.self_cache
     self_speed = self_generation_speed(teacher, tokenizer, device, args.self_batches) if args.self_batches else {}
     step_times = []
 
@@ -146,7 +153,7 @@ def main():
             sources = ["code"]
         cfg = DistillConfig(tokens=tokens, seq_len=args.seq_len, batch_size=args.batch_size, data=sources,
                             lora_rank=args.lora_rank, hidden_weight=args.hidden_weight, save_steps=0,
-                            gradient_checkpointing=args.gradient_checkpointing,
+                            gradient_checkpointing=args.gradient_checkpointing, compile=args.compile,
                             eval_windows=0)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -158,6 +165,7 @@ def main():
         "model": args.model, "device": str(device), "dtype": history.dtype, "threads": args.threads,
         "batch_size": args.batch_size, "seq_len": args.seq_len, "steps": history.steps, "lora_rank": args.lora_rank,
         "hidden_weight": args.hidden_weight, "gradient_checkpointing": args.gradient_checkpointing,
+        "compile": args.compile,
         "learning_rate": history.learning_rate, "glibc_defaults": args.glibc_defaults, "student_ffn": layer_shapes(student.config)[0].ffn,
         "student_params": sum(p.numel() for p in student.parameters()),
         "tokens_per_s": round(per_s, 1) if per_s else None,

@@ -75,6 +75,9 @@ class DistillConfig(TypedConfig):
     gradient_checkpointing: bool = option(False, "Recompute each decoder layer's activations in the backward pass "
                                                  "instead of keeping them: less memory (the most of it at large "
                                                  "batches), about a third more compute.")
+    compile: bool = option(False, "Compile the student's forward and backward with torch.compile (inductor): a "
+                                  "minute or more of compiling first, then faster steps where fusing the small "
+                                  "operations pays (BENCHMARKS.md, 'torch.compile').")
     save_steps: int = option(50, "Checkpoint every this many steps into OUT.partial/ (for --resume); 0 = none.")
     seed: int = option(0, "Seed for the windows, their order and LoRA.")
     eval_windows: int = option(4, "Held-out windows per source for the KL to the teacher reported before and "

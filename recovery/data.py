@@ -31,8 +31,11 @@ from edgecore.pinned import cache_dir
 from recovery.config import SELF_SOURCE
 
 log = logging.getLogger(__name__)
-GEN_VERSION = 1
+GEN_VERSION = 2  # 2: prompts padded to one length
 GEN_BATCH = {"cpu": 8, "cuda": 256}  # prompts per generate() call, by device type: a GPU samples hundreds at once
+# KV cache by device type. A static cache lets generate() compile its one-token decoding step (CUDA graphs: a
+# small model's step is kernel launches, not arithmetic); on the CPU neither pays (BENCHMARKS.md), so no compiling.
+GEN_CACHE = {"cpu": "dynamic", "cuda": "static"}
 GEN_NEW_TOKENS = 256  # tokens sampled per prompt (fewer when the teacher ends its text)
 GEN_TOP_P = 0.95  # nucleus sampling at temperature 1: the teacher's own distribution, minus its far tail
 GEN_SAVE_EVERY = 16  # batches between cache writes (an interrupted generation keeps what it made)
@@ -160,14 +163,32 @@ def gen_batch(device: torch.device) -> int:
     return GEN_BATCH.get(device.type, GEN_BATCH["cpu"])
 
 
+def gen_cache(device: torch.device) -> str:
+    return GEN_CACHE.get(device.type, GEN_CACHE["cpu"])
+
+
+def _chat(tokenizer, question: str) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def _prompt_tokens(tokenizer) -> int:
+    """Tokens in the longest prompt `_prompts` can draw. Every batch is left-padded to it, so each
+    generate() call has the same shapes: a static cache is compiled once, not once per prompt length."""
+    prompts = list(OPENERS) + ([_chat(tokenizer, q) for q in QUESTIONS] if _has_chat(tokenizer) else [])
+    return max(len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"])
+
+
+def _has_chat(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def _prompts(tokenizer, n: int, g: torch.Generator) -> list[str]:
-    chat = getattr(tokenizer, "chat_template", None)
+    chat = _has_chat(tokenizer)
     prompts = []
     for _ in range(n):
         if chat and int(torch.randint(0, 2, (1,), generator=g)):
-            question = QUESTIONS[int(torch.randint(0, len(QUESTIONS), (1,), generator=g))]
-            prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                                         add_generation_prompt=True))
+            prompts.append(_chat(tokenizer, QUESTIONS[int(torch.randint(0, len(QUESTIONS), (1,), generator=g))]))
         else:
             prompts.append(OPENERS[int(torch.randint(0, len(OPENERS), (1,), generator=g))])
     return prompts
@@ -180,7 +201,8 @@ def generate_batch(teacher, tokenizer, seed: int, batch: int) -> list[list[int]]
     g = torch.Generator().manual_seed(_seed(seed, f"self-{batch}"))
     prompts = _prompts(tokenizer, gen_batch(model_device(teacher)), g)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    enc = tokenizer(prompts, return_tensors="pt", padding="max_length", max_length=_prompt_tokens(tokenizer),
+                    padding_side="left", add_special_tokens=False)
     device = model_device(teacher)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # sampling uses the global RNG: seed it, then put it back
@@ -189,7 +211,8 @@ def generate_batch(teacher, tokenizer, seed: int, batch: int) -> list[list[int]]
         teacher.eval()
         out = teacher.generate(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
                                do_sample=True, temperature=1.0, top_p=GEN_TOP_P, top_k=0,
-                               max_new_tokens=GEN_NEW_TOKENS, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+                               max_new_tokens=GEN_NEW_TOKENS, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+                               cache_implementation=gen_cache(device))
         teacher.train(was_training)
     sequences = []
     prompt_len = enc["input_ids"].shape[1]
@@ -207,7 +230,7 @@ def self_cache_path(teacher, tokenizer, seed: int) -> Path:
     device = model_device(teacher)
     spec = json.dumps({"v": GEN_VERSION, "teacher": model_fingerprint(teacher), "vocab": vocab,
                        "template": hashlib.sha1(str(getattr(tokenizer, "chat_template", "")).encode()).hexdigest()[:12],
-                       "seed": seed, "batch": gen_batch(device), "new": GEN_NEW_TOKENS, "top_p": GEN_TOP_P,
+                       "seed": seed, "batch": gen_batch(device), "cache": gen_cache(device), "new": GEN_NEW_TOKENS, "top_p": GEN_TOP_P,
                        "openers": OPENERS, "questions": QUESTIONS, "device": device.type,
                        "dtype": str(next(teacher.parameters()).dtype)})
     return cache_dir() / "distill" / f"self-{hashlib.sha1(spec.encode()).hexdigest()[:20]}.json"

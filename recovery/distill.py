@@ -230,7 +230,7 @@ def distill_model(student, teacher, tokenizer, cfg: DistillConfig, ckpt_dir: str
             output_dir=str(output_dir), per_device_train_batch_size=batch, max_steps=steps,
             learning_rate=learning_rate, lr_scheduler_type="cosine_with_min_lr",
             lr_scheduler_kwargs={"min_lr_rate": MIN_LR_RATE}, warmup_steps=int(WARMUP_SHARE * steps),
-            activation_checkpointing=cfg.gradient_checkpointing,
+            activation_checkpointing=cfg.gradient_checkpointing, torch_compile=cfg.compile,
             activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
             weight_decay=0.0, max_grad_norm=1.0, logging_steps=max(1, steps // LOG_POINTS),
             save_strategy="steps" if saving else "no", save_steps=cfg.save_steps or 1,

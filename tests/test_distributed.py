@@ -88,3 +88,17 @@ def test_two_processes_distill_the_weights_of_one(tmp_path):
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-4, msg=name)
         moved += not torch.equal(a[name], load_file(tmp_path / "pruned" / "model.safetensors")[name])
     assert moved  # training changed the weights: the comparison is not of two untouched copies
+
+
+@pytest.mark.parametrize("tie", ["tie", "untie"])
+def test_the_distillation_loss_gives_one_process_gradients_under_fsdp2(tie):
+    """The loss reads the output layer's weight after the forward: FSDP2 keeps its root (embedding, final
+    norm, output layer) unsharded until the backward, so the sharded student gets the gradients of one
+    process. (recover itself runs FSDP only where accelerate enables it, on accelerators: not testable here.)"""
+    worker = os.path.join(os.path.dirname(__file__), "fsdp_kd_worker.py")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          worker, tie], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1",
+                              "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])})
+    assert run.returncode == 0, run.stdout[-1000:] + run.stderr[-2000:]
+    assert run.stdout.count("largest gradient difference") == 2

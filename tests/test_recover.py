@@ -20,7 +20,8 @@ from edgecore.loading import load_model
 from gprune.prune import prune_model
 from gprune.recipe import PruneRecipe
 from recovery.config import BUILTIN_SOURCES, DistillConfig
-from recovery.data import heldout_windows, self_cache_path, self_generated_stream, split_budget, training_windows
+from recovery.data import (GEN_BATCH, GEN_CACHE, generate_batch, heldout_windows, self_cache_path, self_generated_stream,
+                           split_budget, training_windows)
 from recovery.distill import CURVE_FILE, RECOVERY_FILE, distill_model, partial_dir, recover
 from recovery.loss import heldout_kl
 
@@ -149,6 +150,22 @@ def test_gradient_checkpointing_trains_the_same_weights(text):
     assert any(not torch.equal(v, weights(base)[k]) for k, v in weights(plain).items())
 
 
+def test_compiled_training_trains_the_same_weights(text):
+    """--compile: the student's forward and backward compiled by torch.compile (inductor), the loss's
+    hook on the final norm traced with it."""
+    teacher, tok = tiny_model(seed=0), tiny_tokenizer()
+    base = pruned_student(teacher)
+    eager, eager_history = distill_model(copy.deepcopy(base), teacher, tok, config(text, 3, eval_windows=0),
+                                         progress=False)
+    compiled, history = distill_model(copy.deepcopy(base), teacher, tok, config(text, 3, eval_windows=0, compile=True),
+                                      progress=False)
+    assert type(compiled) is type(base)  # the plain model comes back, not the compiled wrapper
+    losses = [e["loss"] for e in history.loss_history]
+    assert losses != [e["loss"] for e in eager_history.loss_history]  # other kernels ran: it was compiled
+    for key, value in weights(compiled).items():
+        assert torch.allclose(value, weights(eager)[key], atol=1e-4), key
+
+
 @pytest.mark.parametrize("lora_rank", [0, 2], ids=["full", "lora"])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, text, lora_rank):
     teacher, tok = tiny_model(seed=0), tiny_tokenizer()
@@ -192,6 +209,16 @@ def test_self_generated_text_is_cached_and_deterministic(tmp_path, monkeypatch, 
     _, history = distill_model(pruned_student(teacher), teacher, tok,
                                config(text, 2, data=["self", text], eval_windows=1), progress=False)
     assert set(history.data) == {"self", text} and list(history.heldout_kl["before"]) == [text, "mean"]
+
+
+def test_a_static_cache_samples_the_text_a_dynamic_one_does(monkeypatch):
+    """On CUDA 'self' text is sampled with a static KV cache (so generate() compiles its decoding step);
+    the sequences are those of the dynamic cache, every batch padded to one prompt length."""
+    teacher, tok = tiny_model(seed=0), tiny_tokenizer()
+    dynamic = [generate_batch(teacher, tok, seed=0, batch=b) for b in range(2)]
+    monkeypatch.setitem(GEN_CACHE, "cpu", "static")
+    assert [generate_batch(teacher, tok, seed=0, batch=b) for b in range(2)] == dynamic
+    assert dynamic[0] != dynamic[1] and all(len(seqs) == GEN_BATCH["cpu"] for seqs in dynamic)
 
 
 def test_budget_follows_the_mixture_weights():

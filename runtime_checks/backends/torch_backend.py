@@ -1,4 +1,5 @@
-"""A Hugging Face checkpoint (stock or the pruned format) on PyTorch, CPU, float32."""
+"""A Hugging Face checkpoint (stock or the pruned format) on PyTorch, CPU, float32; a model already in
+memory (`from_model`) runs on its own device and in its own precision."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class TorchBackend(Backend):
         """Logits of several sequences in one right-padded forward; each [len(seq), vocab]."""
         hidden = self._hidden(sequences)
         head = self.model.get_output_embeddings()
-        return [head(hidden[row, :len(seq)]).float().numpy() for row, seq in enumerate(sequences)]
+        return [head(hidden[row, :len(seq)]).float().cpu().numpy() for row, seq in enumerate(sequences)]
 
     @torch.inference_mode()
     def score_continuations(self, items, max_length: int, batch_tokens: int = 4096):
@@ -71,7 +72,7 @@ class TorchBackend(Backend):
         sequences = [(ctx + cont)[:-1] for _, _, ctx, cont in batch]
         hidden = self._hidden(sequences)
         head = self.model.get_output_embeddings()
-        return [head(hidden[row, len(ctx) - 1:len(ctx) - 1 + len(cont)]).float().numpy()
+        return [head(hidden[row, len(ctx) - 1:len(ctx) - 1 + len(cont)]).float().cpu().numpy()
                 for row, (_, _, ctx, cont) in enumerate(batch)]
 
     def _hidden(self, sequences: list[list[int]]) -> torch.Tensor:
@@ -82,7 +83,9 @@ class TorchBackend(Backend):
         for row, seq in enumerate(sequences):
             ids[row, :len(seq)] = torch.tensor(seq)
             mask[row, :len(seq)] = 1
-        return self.model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        device = self.model.get_output_embeddings().weight.device
+        return self.model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                        use_cache=False).last_hidden_state
 
     @torch.inference_mode()
     def generate(self, ids: list[int], max_new_tokens: int) -> GenerationTiming:
