@@ -49,7 +49,7 @@ def eval_sets(tokenizer, windows: int, seq_len: int = 256, names=EVAL) -> dict:
 
 
 def perplexity(model, windows) -> float:
-    """Perplexity of a torch model in memory (on the CPU) over [n, seq_len] token windows."""
+    """Perplexity of a torch model in memory (on its own device) over [n, seq_len] token windows."""
     return window_perplexity(TorchBackend.from_model(model), windows.tolist())
 
 

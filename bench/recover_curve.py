@@ -109,8 +109,8 @@ def main():
 
     def record(tier: str, tokens: int, m) -> None:
         ppl = {d: perplexity(m, w) for d, w in evals.items()}
-        row = {"sparsity": args.sparsity, "device": context.device, "data": args.data, "weights": args.weights, "tier": tier, "tokens": tokens,
-               "ppl": ppl,
+        row = {"sparsity": args.sparsity, "device": context.device, "data": args.data, "weights": args.weights,
+               "tier": tier, "tokens": tokens, "ppl": ppl,
                "ratio": {d: ppl[d] / dense[d] for d in ppl}, "dense_ppl": dense,
                "wall_s": round(time.perf_counter() - started, 1)}
         append_jsonl(args.out, row)

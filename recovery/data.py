@@ -33,8 +33,9 @@ from recovery.config import SELF_SOURCE
 log = logging.getLogger(__name__)
 GEN_VERSION = 2  # 2: prompts padded to one length
 GEN_BATCH = {"cpu": 8, "cuda": 256}  # prompts per generate() call, by device type: a GPU samples hundreds at once
-# KV cache by device type. A static cache lets generate() compile its one-token decoding step (CUDA graphs: a
-# small model's step is kernel launches, not arithmetic); on the CPU neither pays (BENCHMARKS.md), so no compiling.
+# KV cache by device type. A static cache lets generate() compile its one-token decoding step on CUDA (CUDA
+# graphs: a small model's step is kernel launches more than arithmetic); generate() compiles nothing on the CPU,
+# where the static cache measured the same as the dynamic one, within noise (BENCHMARKS.md).
 GEN_CACHE = {"cpu": "dynamic", "cuda": "static"}
 GEN_NEW_TOKENS = 256  # tokens sampled per prompt (fewer when the teacher ends its text)
 GEN_TOP_P = 0.95  # nucleus sampling at temperature 1: the teacher's own distribution, minus its far tail
@@ -230,8 +231,8 @@ def self_cache_path(teacher, tokenizer, seed: int) -> Path:
     device = model_device(teacher)
     spec = json.dumps({"v": GEN_VERSION, "teacher": model_fingerprint(teacher), "vocab": vocab,
                        "template": hashlib.sha1(str(getattr(tokenizer, "chat_template", "")).encode()).hexdigest()[:12],
-                       "seed": seed, "batch": gen_batch(device), "cache": gen_cache(device), "new": GEN_NEW_TOKENS, "top_p": GEN_TOP_P,
-                       "openers": OPENERS, "questions": QUESTIONS, "device": device.type,
+                       "seed": seed, "batch": gen_batch(device), "cache": gen_cache(device), "new": GEN_NEW_TOKENS,
+                       "top_p": GEN_TOP_P, "openers": OPENERS, "questions": QUESTIONS, "device": device.type,
                        "dtype": str(next(teacher.parameters()).dtype)})
     return cache_dir() / "distill" / f"self-{hashlib.sha1(spec.encode()).hexdigest()[:20]}.json"
 

@@ -155,13 +155,12 @@ def test_compiled_training_trains_the_same_weights(text):
     hook on the final norm traced with it."""
     teacher, tok = tiny_model(seed=0), tiny_tokenizer()
     base = pruned_student(teacher)
-    eager, eager_history = distill_model(copy.deepcopy(base), teacher, tok, config(text, 3, eval_windows=0),
-                                         progress=False)
-    compiled, history = distill_model(copy.deepcopy(base), teacher, tok, config(text, 3, eval_windows=0, compile=True),
-                                      progress=False)
+    eager, _ = distill_model(copy.deepcopy(base), teacher, tok, config(text, 3, eval_windows=0), progress=False)
+    torch._dynamo.utils.counters.clear()
+    compiled, _ = distill_model(copy.deepcopy(base), teacher, tok, config(text, 3, eval_windows=0, compile=True),
+                                progress=False)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it was compiled
     assert type(compiled) is type(base)  # the plain model comes back, not the compiled wrapper
-    losses = [e["loss"] for e in history.loss_history]
-    assert losses != [e["loss"] for e in eager_history.loss_history]  # other kernels ran: it was compiled
     for key, value in weights(compiled).items():
         assert torch.allclose(value, weights(eager)[key], atol=1e-4), key
 

@@ -34,6 +34,10 @@ class TorchBackend(Backend):
         return cls(label, threads=threads, model=model, tokenizer=tokenizer)
 
     @property
+    def device(self) -> torch.device:
+        return self.model.get_output_embeddings().weight.device
+
+    @property
     def vocab_size(self) -> int:
         return self.model.config.vocab_size
 
@@ -83,8 +87,7 @@ class TorchBackend(Backend):
         for row, seq in enumerate(sequences):
             ids[row, :len(seq)] = torch.tensor(seq)
             mask[row, :len(seq)] = 1
-        device = self.model.get_output_embeddings().weight.device
-        return self.model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device),
+        return self.model.get_decoder()(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                         use_cache=False).last_hidden_state
 
     @torch.inference_mode()
@@ -93,13 +96,13 @@ class TorchBackend(Backend):
 
         cache = DynamicCache()
         start = time.perf_counter()
-        out = self.model(input_ids=torch.tensor([list(ids)]), past_key_values=cache, use_cache=True)
+        out = self.model(input_ids=torch.tensor([list(ids)], device=self.device), past_key_values=cache, use_cache=True)
         token = int(out.logits[0, -1].argmax())
         first = time.perf_counter()
         tokens = [token]
         for _ in range(max_new_tokens - 1):
-            out = self.model(input_ids=torch.tensor([[tokens[-1]]]), past_key_values=out.past_key_values,
-                             use_cache=True)
+            out = self.model(input_ids=torch.tensor([[tokens[-1]]], device=self.device),
+                             past_key_values=out.past_key_values, use_cache=True)
             tokens.append(int(out.logits[0, -1].argmax()))
         end = time.perf_counter()
         return GenerationTiming(tokens=tokens, prompt_tokens=len(ids), prefill_s=first - start,
