@@ -17,8 +17,9 @@ is timed from the end of the first step to the end of the last, so start-up and 
 step's allocations are left out. CPU: fp32 on --threads threads; CUDA: bf16 autocast, and the
 peak CUDA memory is reported too. With --self-batches N, the teacher first samples N batches of 'self'
 text as `recover --data self` does (recovery.data.generate_batch: as many sequences per call as the
-device takes, on the device in the training precision, with its KV cache or --self-cache), timed after
-one untimed call (reported as self_first_call_s: it holds the compilation of a static cache)."""
+device takes or --self-sequences, on the device in the training precision, with its KV cache or
+--self-cache), timed after one untimed call (reported as self_first_call_s: it holds the compilation
+of a static cache)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,8 @@ def main():
     ap.add_argument("--self-batches", type=int, default=0, help="also time this many 'self' generation calls")
     ap.add_argument("--self-cache", choices=("static", "dynamic"),
                     help="the KV cache 'self' generation uses [default: recover's for the device]")
+    ap.add_argument("--self-sequences", type=int,
+                    help="sequences per 'self' generation call [default: recover's for the device]")
     ap.add_argument("--glibc-defaults", action="store_true",
                     help="keep glibc's allocator defaults (the command line returns freed memory to the OS)")
     args = ap.parse_args()
@@ -130,10 +133,12 @@ def main():
     ffn = args.student_ffn or shapes[0].ffn  # a fresh model even at full width (a copy keeps load-time state)
     student = resize(teacher, [LayerKeep(torch.arange(ffn), torch.arange(s.kv_heads)) for s in shapes])
 
-    if args.self_cache:
-        from recovery.data import GEN_CACHE
+    from recovery.data import GEN_BATCH, GEN_CACHE
 
+    if args.self_cache:
         GEN_CACHE[device.type] = args.self_cache
+    if args.self_sequences:
+        GEN_BATCH[device.type] = args.self_sequences
     self_speed = self_generation_speed(teacher, tokenizer, device, args.self_batches) if args.self_batches else {}
     step_times = []
 
