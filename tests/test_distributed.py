@@ -21,11 +21,20 @@ from recovery.distill import recover
 SETTINGS = dict(sparsity=0.3, align=8, n_samples=4, seq_len=32)
 
 
-def torchrun(*args, timeout=600) -> subprocess.CompletedProcess:
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def launch(*args, timeout=600, **env) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 ARGS` on one thread per process; it must succeed."""
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "gprune_edge", *map(str, args)],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=timeout)
-    assert run.returncode == 0, run.stderr[-2000:]
+                          *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    assert run.returncode == 0, run.stdout[-1000:] + run.stderr[-2000:]
+    return run
+
+
+def torchrun(*args, timeout=600) -> subprocess.CompletedProcess:
+    run = launch("-m", "gprune_edge", *args, timeout=timeout)
     assert run.stdout.count("saved to") == 1  # one line, from rank 0
     return run
 
@@ -95,10 +104,6 @@ def test_the_distillation_loss_gives_one_process_gradients_under_fsdp2(tie):
     """The loss reads the output layer's weight after the forward: FSDP2 keeps its root (embedding, final
     norm, output layer) unsharded until the backward, so the sharded student gets the gradients of one
     process. (recover itself runs FSDP only where accelerate enables it, on accelerators: not testable here.)"""
-    worker = os.path.join(os.path.dirname(__file__), "fsdp_kd_worker.py")
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          worker, tie], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1",
-                              "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])})
-    assert run.returncode == 0, run.stdout[-1000:] + run.stderr[-2000:]
+    run = launch(os.path.join(TESTS, "fsdp_kd_worker.py"), tie, timeout=300,
+                 PYTHONPATH=os.pathsep.join([TESTS, os.path.dirname(TESTS)]))  # tiny.py, the project
     assert run.stdout.count("largest gradient difference") == 2
